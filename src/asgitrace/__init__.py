@@ -1,0 +1,41 @@
+"""asgitrace: what the asyncio event loop really did while your ASGI app served a request.
+
+Layers (imports point downward only): ``_types``/``_events`` (data) → ``_context``,
+``_trace``, ``_tracer`` (model) → ``_middleware`` (capture) → ``_render`` (rich views) →
+``testing``. The pytest plugin and the CLI are leaves: nothing here imports them, so
+``import asgitrace`` never pulls in pytest.
+"""
+
+from __future__ import annotations
+
+from . import testing
+from ._errors import AsgiTraceError, TraceOrderError
+from ._events import Event, EventKind, TaskRef
+from ._middleware import TraceMiddleware, instrument
+from ._redact import Redactor
+from ._render import print_trace
+from ._trace import Trace
+from ._tracer import Tracer
+from ._version import __version__
+
+__all__ = [
+    "AsgiTraceError",
+    "Event",
+    "EventKind",
+    "Redactor",
+    "TaskRef",
+    "Trace",
+    "TraceMiddleware",
+    "TraceOrderError",
+    "Tracer",
+    "__version__",
+    "instrument",
+    "print_trace",
+    "testing",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("asgitrace._"):
+        _obj.__module__ = "asgitrace"
+del _name, _obj

@@ -1,0 +1,3 @@
+from asgitrace.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,123 @@
+"""Redaction of credentials before anything is stored (private by default)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Final, final
+from urllib.parse import parse_qsl, quote
+
+__all__ = ["DEFAULT_SECRET_HEADERS", "DEFAULT_SECRET_PATTERN", "REDACTED", "Redactor"]
+
+REDACTED: Final = "[redacted]"
+
+DEFAULT_SECRET_HEADERS: Final = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "api-key",
+        "apikey",
+        "x-auth-token",
+        "x-access-token",
+        "x-refresh-token",
+        "x-csrf-token",
+        "x-xsrf-token",
+        "x-amz-security-token",
+        "x-goog-api-key",
+    }
+)
+"""Header names whose values are never stored."""
+
+DEFAULT_SECRET_PATTERN: Final = (
+    r"pass(word|wd)?|pwd|secret|token|auth|session|cookie|credential|signature|"
+    r"api[-_]?key|private[-_]?key|access[-_]?key|(^|[-_])key$|^key|jwt|bearer|otp"
+)
+"""Names (of headers, query parameters, captured locals) that look secret, as a regex."""
+
+
+@final
+@dataclass(frozen=True)
+class Redactor:
+    """Decides which names are secret and replaces their values with ``[redacted]``.
+
+    Args:
+        headers: Header names (any case) that are always redacted.
+        pattern: A regular expression searched (case-insensitively) in header names,
+            query parameter names and variable names; a match means "secret".
+        extra: More exact names to redact, added to *headers* and matched against query
+            parameters and variables too.
+
+    .. versionadded:: 0.1
+    """
+
+    headers: Iterable[str] = DEFAULT_SECRET_HEADERS
+    pattern: str | None = DEFAULT_SECRET_PATTERN
+    extra: Iterable[str] = ()
+    _names: frozenset[str] = field(init=False, repr=False, compare=False)
+    _regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = frozenset(n.lower() for n in (*self.headers, *self.extra))
+        object.__setattr__(self, "_names", names)
+        regex = re.compile(self.pattern, re.IGNORECASE) if self.pattern else None
+        object.__setattr__(self, "_regex", regex)
+
+    @classmethod
+    def from_option(cls, option: Redactor | Iterable[str] | bool | None) -> Redactor:
+        """Build a redactor from the ``Tracer(redact=...)`` option.
+
+        ``None`` or ``True`` give the defaults; an iterable of names adds those names to the
+        defaults; ``False`` disables redaction (not recommended); a `Redactor` is used as is.
+        """
+        if option is None or option is True:
+            return cls()
+        if option is False:
+            return cls(headers=(), pattern=None)
+        if isinstance(option, Redactor):
+            return option
+        if isinstance(option, str):
+            return cls(extra=(option,))
+        return cls(extra=tuple(option))
+
+    def is_secret(self, name: str) -> bool:
+        """Return whether a header, query parameter or variable called *name* is secret."""
+        lowered = name.lower()
+        if lowered in self._names:
+            return True
+        return self._regex is not None and self._regex.search(lowered) is not None
+
+    def headers_of(self, raw: Sequence[tuple[bytes, bytes]] | None) -> tuple[tuple[str, str], ...]:
+        """Decode ASGI headers (latin-1, as HTTP defines) and redact the secret ones.
+
+        Malformed entries are kept as their repr rather than dropped or raised on.
+        """
+        if not raw:
+            return ()
+        out: list[tuple[str, str]] = []
+        for item in raw:
+            try:
+                name_b, value_b = item
+                name = bytes(name_b).decode("latin-1")
+                value = bytes(value_b).decode("latin-1")
+            except Exception:
+                out.append(("<malformed>", repr(item)[:200]))
+                continue
+            out.append((name, REDACTED if self.is_secret(name) else value))
+        return tuple(out)
+
+    def query_of(self, raw: bytes | str | None) -> str:
+        """Return the query string with the values of secret parameters redacted."""
+        if not raw:
+            return ""
+        text = raw.decode("latin-1") if isinstance(raw, bytes | bytearray) else str(raw)
+        pairs = parse_qsl(text, keep_blank_values=True)
+        if not any(self.is_secret(k) for k, _ in pairs):
+            return text
+        return "&".join(
+            f"{quote(k, safe='')}={REDACTED if self.is_secret(k) else quote(v, safe='')}"
+            for k, v in pairs
+        )

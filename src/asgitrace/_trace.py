@@ -1,0 +1,383 @@
+"""The trace model: `Recorder` collects a request's events, `Trace` is the finished record."""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, final
+
+from ._events import Event, EventKind, TaskRef
+from ._log import log_failure
+from ._match import Step, find_order
+from ._safe import safe_repr
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from ._redact import Redactor
+    from ._types import Clock
+
+__all__ = ["SCHEMA_VERSION", "Lazy", "RawEvent", "Recorder", "Trace"]
+
+SCHEMA_VERSION: Final = 1
+"""Version of the dictionary layout `Trace.to_dict` produces."""
+
+_seq = itertools.count(1)
+
+RawEvent = tuple[int, int, EventKind, TaskRef, "Mapping[str, Any] | Lazy"]
+"""What the hot path appends: seq, t_ns, kind, task and the fields (possibly lazy)."""
+
+
+class Lazy:
+    """Fields that are expensive to compute and are resolved only when a view asks.
+
+    The capture layer stores the cheap raw material (code objects, line numbers) in a
+    subclass and implements `resolve`; `Trace.events` calls it once.
+    """
+
+    __slots__ = ()
+
+    def resolve(self) -> Mapping[str, Any]:
+        raise NotImplementedError
+
+
+def _resolve(fields: Mapping[str, Any] | Lazy) -> Mapping[str, Any]:
+    if isinstance(fields, Lazy):
+        try:
+            return MappingProxyType(dict(fields.resolve()))
+        except Exception as exc:
+            log_failure("resolving event details", exc)
+            return MappingProxyType({"unresolved": type(fields).__name__})
+    return MappingProxyType(dict(fields))
+
+
+@final
+class Recorder:
+    """Collects the events of one request while it runs (mutable, request-local).
+
+    The hot path is `add`: read the clock, append a tuple. It is capped at *limit* events;
+    what does not fit is counted in `dropped`. The terminal event always fits.
+    """
+
+    __slots__ = (
+        "_on_finish",
+        "clock",
+        "dropped",
+        "events",
+        "headers",
+        "limit",
+        "method",
+        "path",
+        "query",
+        "redactor",
+        "response_headers",
+        "scope",
+        "start_ns",
+        "start_wall",
+        "status",
+        "task",
+        "type",
+    )
+
+    def __init__(
+        self,
+        *,
+        scope: Mapping[str, Any],
+        task: TaskRef,
+        clock: Clock,
+        limit: int,
+        redactor: Redactor,
+        headers: tuple[tuple[str, str], ...] = (),
+        query: str = "",
+        on_finish: Callable[[Trace], None] | None = None,
+        wall: float = 0.0,
+    ) -> None:
+        self.scope = scope
+        self.type: str = str(scope.get("type"))
+        self.method: str | None = scope.get("method")
+        self.path: str = str(scope.get("path", ""))
+        self.headers = headers
+        self.query = query
+        self.task = task
+        self.redactor = redactor
+        self.clock = clock
+        self.limit = limit
+        self.events: list[RawEvent] = []
+        self.dropped = 0
+        self.status: int | None = None
+        self.response_headers: tuple[tuple[str, str], ...] = ()
+        self.start_ns = clock()
+        self.start_wall = wall
+        self._on_finish = on_finish
+
+    def add(
+        self, kind: EventKind, fields: Mapping[str, Any] | Lazy, task: TaskRef | None = None
+    ) -> None:
+        """Record one event now (in *task*, by default the request's own task)."""
+        if len(self.events) < self.limit:
+            self.events.append((next(_seq), self.clock(), kind, task or self.task, fields))
+        else:
+            self.dropped += 1
+
+    def finish(self, kind: EventKind, fields: Mapping[str, Any]) -> Trace:
+        """Close the trace with a terminal event and hand it to the tracer."""
+        end = self.clock()
+        self.events.append((next(_seq), end, kind, self.task, fields))
+        route = self.scope.get("route")
+        trace = Trace(
+            id=os.urandom(8).hex(),
+            type=self.type,
+            method=self.method,
+            path=self.path,
+            route=getattr(route, "path", None) if route is not None else None,
+            query=self.query,
+            headers=self.headers,
+            response_headers=self.response_headers,
+            status=self.status,
+            start=self.start_wall,
+            start_ns=self.start_ns,
+            end_ns=end,
+            dropped=self.dropped,
+            raw_events=tuple(self.events),
+        )
+        self.events = []
+        if self._on_finish is not None:
+            self._on_finish(trace)
+        return trace
+
+
+@final
+@dataclass(frozen=True, eq=False)
+class Trace:
+    """Everything asgitrace recorded about one request, immutable once finished.
+
+    Attributes:
+        id: Random hex id, unique across processes.
+        type: The ASGI scope type, ``"http"`` or ``"websocket"``.
+        method: The HTTP method (``None`` for WebSockets).
+        path: The request path.
+        route: The route template that matched (``"/items/{item_id}"``), when known.
+        query: The query string, with secret parameters redacted.
+        headers: Request headers as text pairs, with secret values redacted.
+        response_headers: Response headers as text pairs, with secret values redacted.
+        status: The HTTP status sent, or ``None`` when no response started.
+        start: Wall-clock time of arrival (seconds since the epoch).
+        start_ns: Clock reading at arrival (the tracer's clock, nanoseconds).
+        end_ns: Clock reading at the end.
+        dropped: How many events did not fit under ``Tracer(max_events=...)``.
+
+    .. versionadded:: 0.1
+    """
+
+    id: str
+    type: str
+    method: str | None
+    path: str
+    route: str | None
+    query: str
+    headers: tuple[tuple[str, str], ...]
+    response_headers: tuple[tuple[str, str], ...]
+    status: int | None
+    start: float
+    start_ns: int
+    end_ns: int
+    dropped: int
+    raw_events: tuple[RawEvent, ...] = field(repr=False)
+    _resolved: list[tuple[Event, ...]] = field(default_factory=list, repr=False, init=False)
+
+    @property
+    def duration_ns(self) -> int:
+        """Time from arrival to the terminal event, in nanoseconds."""
+        return self.end_ns - self.start_ns
+
+    @property
+    def duration(self) -> float:
+        """Time from arrival to the terminal event, in seconds."""
+        return self.duration_ns / 1e9
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        """The events in order, with their details resolved (computed once, on first use)."""
+        if not self._resolved:
+            self._resolved.append(
+                tuple(Event(s, t, k, task, _resolve(f)) for s, t, k, task, f in self.raw_events)
+            )
+        return self._resolved[0]
+
+    @property
+    def kinds(self) -> tuple[EventKind, ...]:
+        """The kind of every event, in order."""
+        return tuple(e[2] for e in self.raw_events)
+
+    @property
+    def outcome(self) -> str:
+        """How the request ended: ``completed``, ``failed``, ``cancelled`` or ``disconnected``.
+
+        ``disconnected`` means the client went away before the response was complete
+        while the app itself returned normally.
+        """
+        last = self.raw_events[-1][2].value
+        if last != "completed":
+            return last
+        body_done = False
+        for _, _, kind, _, fields in self.raw_events:
+            if kind is EventKind.SENT and isinstance(fields, Mapping):
+                body_done = body_done or _ends_response(fields)
+            elif kind is EventKind.DISCONNECTED and not body_done:
+                return "disconnected"
+        return "completed"
+
+    @property
+    def exception(self) -> str | None:
+        """The name of the exception type the app raised, if it failed."""
+        exception = self.events[-1].get("exception")
+        return None if exception is None else str(exception)
+
+    @property
+    def task(self) -> TaskRef:
+        """The task that served the request."""
+        return self.raw_events[-1][3]
+
+    def of_kind(self, *kinds: str | EventKind) -> tuple[Event, ...]:
+        """Return the events of the given kinds, in order."""
+        wanted = {str(k) for k in kinds}
+        return tuple(e for e in self.events if e.kind.value in wanted)
+
+    def awaits(self) -> tuple[Event, ...]:
+        """Return the ``awaiting`` events: where the request's code suspended, and on what."""
+        return self.of_kind(EventKind.AWAITING)
+
+    def blocking(self) -> tuple[Event, ...]:
+        """Return the ``blocked`` events: steps that held the event loop too long."""
+        return self.of_kind(EventKind.BLOCKED)
+
+    def assert_order(self, *steps: Step, exact: bool = False) -> None:
+        """Assert that the events happened in this order.
+
+        Args:
+            steps: Kinds (``"received"``), kinds with a text to find in the event's
+                fields (``("awaiting", "asyncio.sleep")``), or sets of those for steps
+                that may happen in any order.
+            exact: Require exactly these events, not just this subsequence.
+
+        Raises:
+            TraceOrderError: naming the expected steps, the actual kinds and the first
+                step that did not match.
+        """
+        __tracebackhide__ = True
+        find_order(self.events, steps, exact=exact)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the trace as JSON-ready data (see the schema in the docs)."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "id": self.id,
+            "type": self.type,
+            "method": self.method,
+            "path": self.path,
+            "route": self.route,
+            "query": self.query,
+            "headers": [list(h) for h in self.headers],
+            "response_headers": [list(h) for h in self.response_headers],
+            "status": self.status,
+            "outcome": self.outcome,
+            "start": self.start,
+            "start_ns": self.start_ns,
+            "end_ns": self.end_ns,
+            "duration_ns": self.duration_ns,
+            "dropped": self.dropped,
+            "events": [
+                {
+                    "seq": e.seq,
+                    "t_ns": e.t_ns,
+                    "kind": e.kind.value,
+                    "task": {"id": e.task.id, "name": e.task.name},
+                    "fields": {k: _jsonable(v) for k, v in e.fields.items()},
+                }
+                for e in self.events
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Trace:
+        """Rebuild a trace from `to_dict` output.
+
+        Raises:
+            ValueError: the data has another ``schema_version`` or misses a field.
+        """
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"unsupported trace schema_version {version!r} (expected 1)")
+        try:
+            raw: tuple[RawEvent, ...] = tuple(
+                (
+                    int(e["seq"]),
+                    int(e["t_ns"]),
+                    EventKind(e["kind"]),
+                    TaskRef(int(e["task"]["id"]), str(e["task"]["name"])),
+                    _unjson_fields(e["fields"]),
+                )
+                for e in data["events"]
+            )
+            return cls(
+                id=str(data["id"]),
+                type=str(data["type"]),
+                method=data["method"],
+                path=str(data["path"]),
+                route=data["route"],
+                query=str(data["query"]),
+                headers=tuple((str(k), str(v)) for k, v in data["headers"]),
+                response_headers=tuple((str(k), str(v)) for k, v in data["response_headers"]),
+                status=data["status"],
+                start=float(data["start"]),
+                start_ns=int(data["start_ns"]),
+                end_ns=int(data["end_ns"]),
+                dropped=int(data["dropped"]),
+                raw_events=raw,
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a trace dictionary: {exc!r}") from exc
+
+    def __rich__(self) -> RenderableType:
+        from ._render import render_trace  # rich is imported only when a trace is rendered
+
+        return render_trace(self)
+
+
+def _ends_response(fields: Mapping[str, Any]) -> bool:
+    kind = fields.get("type")
+    if kind == "http.response.body":
+        return not fields.get("more_body", False)
+    return kind in ("websocket.close", "websocket.http.response.body")
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, TaskRef):
+        return {"id": value.id, "name": value.name}
+    if isinstance(value, enum.Enum):
+        return _jsonable(value.value)
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("latin-1")
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Sequence):
+        return [_jsonable(v) for v in value]
+    return safe_repr(value)
+
+
+def _unjson_fields(fields: Mapping[str, Any]) -> Mapping[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if isinstance(value, Mapping) and set(value) == {"id", "name"}:
+            out[key] = TaskRef(int(value["id"]), str(value["name"]))
+        elif isinstance(value, list):
+            out[key] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,219 @@
+"""`Tracer`: what to trace, how much to keep, and where finished traces go."""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeAlias, final
+
+from ._context import task_ref
+from ._log import log_failure
+from ._redact import Redactor
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from ._trace import Recorder, Trace
+    from ._types import Clock
+
+__all__ = ["OnTrace", "Tracer"]
+
+OnTrace: TypeAlias = Callable[["Trace"], object]
+"""A callback called with every finished, retained trace (on the event loop's thread).
+
+It must be quick: hand slow work (files, network) to a thread or a queue.
+"""
+
+
+def _paths_matcher(exclude: Iterable[str | re.Pattern[str]]) -> Callable[[str], bool]:
+    exact: set[str] = set()
+    prefixes: list[str] = []
+    patterns: list[re.Pattern[str]] = []
+    for item in exclude:
+        if isinstance(item, re.Pattern):
+            patterns.append(item)
+        elif item.endswith("*"):
+            prefixes.append(item[:-1])
+        else:
+            exact.add(item.rstrip("/") or "/")
+            prefixes.append(item.rstrip("/") + "/")
+    prefix_tuple = tuple(prefixes)
+
+    def excluded(path: str) -> bool:
+        return (
+            path in exact
+            or path.startswith(prefix_tuple)
+            or any(p.fullmatch(path) for p in patterns)
+        )
+
+    return excluded
+
+
+@final
+class Tracer:
+    """Configuration and the in-memory store of finished traces.
+
+    One tracer can serve many apps and many event loops. Its store is a ring: the oldest
+    trace goes when ``max_traces`` is reached.
+
+    Args:
+        max_traces: How many finished traces to keep in `traces` (a ring).
+        sample_rate: Fraction of requests to trace, from 0.0 to 1.0. Requests that are not
+            sampled pass through untouched.
+        exclude_paths: Paths never traced: exact paths (``"/health"`` also excludes
+            ``"/health/..."``), prefixes ending in ``*`` (``"/static/*"``) or compiled
+            regular expressions matched against the whole path.
+        slow_threshold: Seconds; when set, only requests that took at least this long are
+            kept and passed to *on_trace* ("slow-only retention").
+        max_events: Cap on the events of one trace; events past it are counted in
+            `Trace.dropped` rather than stored.
+        redact: Which headers, query parameters and variables are secret: ``None`` for the
+            defaults, an iterable of extra names, a `Redactor`, or ``False`` to store
+            everything (not recommended).
+        on_trace: A callable, or several, called with each finished trace. One that raises
+            is logged once and disabled.
+        blocking_threshold: Seconds a single step may hold the event loop before it is
+            recorded as ``blocked``.
+        clock: Nanosecond monotonic clock (tests inject a fake one).
+        rng: Source of floats in [0, 1) for sampling (tests inject a seeded one).
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = (
+        "_callbacks",
+        "_excluded",
+        "_lock",
+        "_rng",
+        "_store",
+        "blocking_threshold",
+        "clock",
+        "exclude_paths",
+        "max_events",
+        "redactor",
+        "sample_rate",
+        "slow_threshold",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_traces: int = 1000,
+        sample_rate: float = 1.0,
+        exclude_paths: Iterable[str | re.Pattern[str]] = (),
+        slow_threshold: float | None = None,
+        max_events: int = 10_000,
+        redact: Redactor | Iterable[str] | bool | None = None,
+        on_trace: OnTrace | Iterable[OnTrace] | None = None,
+        blocking_threshold: float = 0.1,
+        clock: Clock | None = None,
+        rng: Callable[[], float] | None = None,
+    ) -> None:
+        if max_traces < 0:
+            raise ValueError(f"max_traces must be >= 0, got {max_traces!r}")
+        if not 0.0 <= sample_rate <= 1.0:
+            raise ValueError(f"sample_rate must be between 0.0 and 1.0, got {sample_rate!r}")
+        if max_events < 1:
+            raise ValueError(f"max_events must be >= 1, got {max_events!r}")
+        if slow_threshold is not None and slow_threshold < 0:
+            raise ValueError(f"slow_threshold must be >= 0 seconds, got {slow_threshold!r}")
+        if blocking_threshold <= 0:
+            raise ValueError(f"blocking_threshold must be > 0 seconds, got {blocking_threshold!r}")
+        self.sample_rate = sample_rate
+        self.exclude_paths = tuple(exclude_paths)
+        self._excluded = _paths_matcher(self.exclude_paths)
+        self.slow_threshold = slow_threshold
+        self.max_events = max_events
+        self.redactor = Redactor.from_option(redact)
+        self.blocking_threshold = blocking_threshold
+        self.clock: Clock = clock or time.perf_counter_ns
+        self._rng = rng or random.random
+        self._store: deque[Trace] = deque(maxlen=max_traces)
+        self._lock = threading.Lock()
+        if on_trace is None:
+            self._callbacks: list[OnTrace] = []
+        elif callable(on_trace):
+            self._callbacks = [on_trace]
+        else:
+            self._callbacks = list(on_trace)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Tracer sample_rate={self.sample_rate} traces={len(self._store)}"
+            f"/{self._store.maxlen}>"
+        )
+
+    @property
+    def max_traces(self) -> int:
+        """The capacity of the ring of stored traces."""
+        return self._store.maxlen or 0
+
+    @property
+    def traces(self) -> list[Trace]:
+        """The stored traces, oldest first (a copy)."""
+        with self._lock:
+            return list(self._store)
+
+    @property
+    def last(self) -> Trace | None:
+        """The most recently finished trace, or ``None``."""
+        with self._lock:
+            return self._store[-1] if self._store else None
+
+    def clear(self) -> None:
+        """Forget every stored trace."""
+        with self._lock:
+            self._store.clear()
+
+    def add_callback(self, callback: OnTrace) -> None:
+        """Call *callback* with each finished trace from now on."""
+        self._callbacks.append(callback)
+
+    def remove_callback(self, callback: OnTrace) -> None:
+        """Stop calling *callback* (no error if it was not registered)."""
+        if callback in self._callbacks:
+            self._callbacks.remove(callback)
+
+    def wants(self, scope: Mapping[str, Any]) -> bool:
+        """Return whether a request with this scope should be traced.
+
+        Lifespan and unknown scope types, excluded paths and unsampled requests are not.
+        """
+        if scope.get("type") not in ("http", "websocket"):
+            return False
+        if self.exclude_paths and self._excluded(str(scope.get("path", ""))):
+            return False
+        return self.sample_rate >= 1.0 or self._rng() < self.sample_rate
+
+    def recorder(self, scope: Mapping[str, Any], task: asyncio.Task[Any] | None) -> Recorder:
+        """Open a recorder for a request that `wants` said to trace."""
+        from ._trace import Recorder
+
+        query = scope.get("query_string", b"")
+        return Recorder(
+            scope=scope,
+            task=task_ref(task),
+            clock=self.clock,
+            limit=self.max_events,
+            redactor=self.redactor,
+            headers=self.redactor.headers_of(scope.get("headers")),
+            query=self.redactor.query_of(query) if query else "",
+            on_finish=self._finished,
+            wall=time.time(),
+        )
+
+    def _finished(self, trace: Trace) -> None:
+        if self.slow_threshold is not None and trace.duration < self.slow_threshold:
+            return
+        with self._lock:
+            self._store.append(trace)
+        for callback in tuple(self._callbacks):
+            try:
+                callback(trace)
+            except Exception as exc:
+                log_failure(f"on_trace callback {callback!r}", exc)
+                self._callbacks.remove(callback)
