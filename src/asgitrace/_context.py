@@ -13,7 +13,7 @@ from ._events import TaskRef
 if TYPE_CHECKING:
     from ._trace import Recorder
 
-__all__ = ["CURRENT", "new_task_ref", "task_ref"]
+__all__ = ["CURRENT", "new_task_ref", "task_ref", "thread_ref"]
 
 CURRENT: ContextVar[Recorder | None] = ContextVar("asgitrace_current", default=None)
 """The recorder of the request whose code is running, inherited by the tasks it creates."""
@@ -39,4 +39,20 @@ def task_ref(task: asyncio.Task[object] | None) -> TaskRef:
     ref = _refs.get(task)
     if ref is None:
         ref = _refs[task] = new_task_ref(task.get_name())
+    return ref
+
+
+_thread_refs: dict[int, TaskRef] = {}
+
+
+def thread_ref() -> TaskRef:
+    """asgitrace's identity for the current thread (a worker running sync code)."""
+    import threading
+
+    thread = threading.current_thread()
+    ref = _thread_refs.get(thread.ident or 0)
+    if ref is None or ref.name != thread.name:
+        if len(_thread_refs) > 1000:
+            _thread_refs.clear()
+        ref = _thread_refs[thread.ident or 0] = new_task_ref(thread.name)
     return ref

@@ -20,6 +20,8 @@ class EventKind(str, enum.Enum):
     """The scope entered the middleware, or the app received an ASGI message."""
     ENTERED = "entered"
     """The endpoint function started."""
+    RETURNED = "returned"
+    """The endpoint function returned (its value, redacted and bounded; 3.12+)."""
     AWAITING = "awaiting"
     """A coroutine of the request suspended on something that was not done."""
     YIELDED = "yielded"

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, final, overload
 
+from . import _entry
 from ._context import CURRENT
 from ._events import EventKind
 from ._log import log_failure
+from ._stepper import Stepper, _entered_fields
+from ._taskhook import install, monitor_of
 from ._tracer import Tracer
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from ._trace import Recorder
     from ._types import ASGIApp, Message, Receive, Scope, Send
 
@@ -37,6 +42,8 @@ def _message_fields(message: Message) -> dict[str, Any]:
 def _record_sent(rec: Recorder, message: Message) -> None:
     fields = _message_fields(message)
     kind = fields["type"]
+    if not rec.entered:
+        _derive_entered(rec)
     if kind in ("http.response.start", "websocket.http.response.start"):
         rec.status = fields["status"] = int(message["status"])
         headers = message.get("headers")
@@ -46,11 +53,22 @@ def _record_sent(rec: Recorder, message: Message) -> None:
                 if name.lower() == "content-type":
                     fields["content_type"] = value
                     break
+    elif kind == "http.response.body" and not fields["more_body"]:
+        rec.response_done = True
     elif kind == "websocket.accept":
         rec.status = fields["status"] = 101
     elif kind == "websocket.close":
         fields["code"] = message.get("code", 1000)
+        rec.response_done = True
     rec.add(_SENT, fields)
+
+
+def _derive_entered(rec: Recorder) -> None:
+    """Before the first message out: the endpoint (if routed) has run by now."""
+    code = getattr(rec.scope.get("endpoint"), "__code__", None)
+    if code is not None:
+        rec.entered = True
+        rec.add(EventKind.ENTERED, _entered_fields(code, derived=True))
 
 
 @final
@@ -78,6 +96,12 @@ class TraceMiddleware:
 
     __slots__ = ("app", "tracer")
 
+    # The overloads let `app.add_middleware(TraceMiddleware, tracer=tracer)` type-check:
+    # Starlette infers a ParamSpec from those keywords, which `**options` alone defeats.
+    @overload
+    def __init__(self, app: ASGIApp, *, tracer: Tracer) -> None: ...
+    @overload
+    def __init__(self, app: ASGIApp, *, tracer: None = None, **options: Any) -> None: ...
     def __init__(self, app: ASGIApp, *, tracer: Tracer | None = None, **options: Any) -> None:
         if tracer is not None and options:
             raise TypeError(
@@ -86,6 +110,8 @@ class TraceMiddleware:
             )
         self.app = app
         self.tracer = tracer if tracer is not None else Tracer(**options)
+        if _entry.AVAILABLE:
+            _entry.watch(_entry.endpoints_of(app))
 
     def __getattr__(self, name: str) -> Any:
         # `instrument(app)` should stay a drop-in for `app`: forward attribute reads
@@ -126,7 +152,7 @@ class TraceMiddleware:
 
         token = CURRENT.set(rec)
         try:
-            await self.app(scope, traced_receive, traced_send)
+            await self._driven(self.app(scope, traced_receive, traced_send), rec)
         except asyncio.CancelledError:
             _finish(rec, EventKind.CANCELLED, {"status": rec.status})
             raise
@@ -137,6 +163,21 @@ class TraceMiddleware:
             _finish(rec, EventKind.COMPLETED, {"status": rec.status})
         finally:
             CURRENT.reset(token)
+            if _entry.AVAILABLE:
+                _watch_endpoint(scope)
+
+    @staticmethod
+    def _driven(awaitable: Awaitable[None], rec: Recorder) -> Awaitable[None]:
+        """Wrap the app's coroutine in a `Stepper`, so every suspension is recorded."""
+        if not asyncio.iscoroutine(awaitable):
+            return awaitable
+        try:
+            loop = asyncio.get_running_loop()
+            mon = monitor_of(loop) or install(loop, rec.blocking_ns)
+        except Exception as exc:
+            log_failure("task hook", exc)
+            mon = None
+        return Stepper(awaitable, mon, rec, rec.task, request_task=True)
 
     def _open(self, scope: Scope) -> Recorder | None:
         tracer = self.tracer
@@ -150,6 +191,12 @@ class TraceMiddleware:
             fields["http_version"] = scope["http_version"]
         rec.add(_RECEIVED, fields)
         return rec
+
+
+def _watch_endpoint(scope: Scope) -> None:
+    code = getattr(scope.get("endpoint"), "__code__", None)
+    if code is not None:
+        _entry.watch((code,))
 
 
 def _finish(rec: Recorder, kind: EventKind, fields: dict[str, Any]) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, final
+from typing import Any, Final, final
 from urllib.parse import parse_qsl, quote
 
 __all__ = ["DEFAULT_SECRET_HEADERS", "DEFAULT_SECRET_PATTERN", "REDACTED", "Redactor"]
@@ -108,6 +108,23 @@ class Redactor:
                 continue
             out.append((name, REDACTED if self.is_secret(name) else value))
         return tuple(out)
+
+    def value_of(self, value: Any, depth: int = 0) -> Any:
+        """Return *value* with the values under secret-looking keys redacted.
+
+        Mappings are copied (at most 50 items, 3 levels deep); other values are returned
+        as they are, for `safe_repr` to bound.
+        """
+        if depth > 3 or not isinstance(value, Mapping):
+            return value
+        out: dict[Any, Any] = {}
+        for index, (key, item) in enumerate(value.items()):
+            if index >= 50:
+                out["…"] = f"{len(value) - 50} more"
+                break
+            secret = isinstance(key, str) and self.is_secret(key)
+            out[key] = REDACTED if secret else self.value_of(item, depth + 1)
+        return out
 
     def query_of(self, raw: bytes | str | None) -> str:
         """Return the query string with the values of secret parameters redacted."""

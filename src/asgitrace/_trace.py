@@ -18,6 +18,7 @@ from ._safe import safe_repr
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from ._frames import AppCode
     from ._redact import Redactor
     from ._types import Clock
 
@@ -65,16 +66,22 @@ class Recorder:
 
     __slots__ = (
         "_on_finish",
+        "blocking_ns",
         "clock",
         "dropped",
+        "endpoint_code",
+        "entered",
         "events",
         "headers",
+        "is_app",
         "limit",
         "method",
         "path",
         "query",
         "redactor",
+        "response_done",
         "response_headers",
+        "returned",
         "scope",
         "start_ns",
         "start_wall",
@@ -95,6 +102,8 @@ class Recorder:
         query: str = "",
         on_finish: Callable[[Trace], None] | None = None,
         wall: float = 0.0,
+        blocking_ns: int = 100_000_000,
+        is_app: AppCode | None = None,
     ) -> None:
         self.scope = scope
         self.type: str = str(scope.get("type"))
@@ -113,6 +122,16 @@ class Recorder:
         self.start_ns = clock()
         self.start_wall = wall
         self._on_finish = on_finish
+        self.blocking_ns = blocking_ns
+        if is_app is None:
+            from ._frames import AppCode
+
+            is_app = AppCode()
+        self.is_app = is_app
+        self.response_done = False
+        self.entered = False
+        self.returned = False
+        self.endpoint_code: Any = None
 
     def add(
         self, kind: EventKind, fields: Mapping[str, Any] | Lazy, task: TaskRef | None = None
@@ -145,6 +164,7 @@ class Recorder:
             raw_events=tuple(self.events),
         )
         self.events = []
+        self.limit = 0  # late events (tasks that outlive the request) are not kept
         if self._on_finish is not None:
             self._on_finish(trace)
         return trace

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias, final
 
 from ._context import task_ref
+from ._frames import AppCode
 from ._log import log_failure
 from ._redact import Redactor
 
@@ -78,6 +79,9 @@ class Tracer:
             is logged once and disabled.
         blocking_threshold: Seconds a single step may hold the event loop before it is
             recorded as ``blocked``.
+        app_code: Decides from a file name whether code is the app's own (where
+            ``awaiting`` events point); by default everything outside the standard
+            library, site-packages and asgitrace.
         clock: Nanosecond monotonic clock (tests inject a fake one).
         rng: Source of floats in [0, 1) for sampling (tests inject a seeded one).
 
@@ -85,6 +89,8 @@ class Tracer:
     """
 
     __slots__ = (
+        "_app_code",
+        "_blocking_ns",
         "_callbacks",
         "_excluded",
         "_lock",
@@ -110,6 +116,7 @@ class Tracer:
         redact: Redactor | Iterable[str] | bool | None = None,
         on_trace: OnTrace | Iterable[OnTrace] | None = None,
         blocking_threshold: float = 0.1,
+        app_code: Callable[[str], bool] | None = None,
         clock: Clock | None = None,
         rng: Callable[[], float] | None = None,
     ) -> None:
@@ -130,6 +137,8 @@ class Tracer:
         self.max_events = max_events
         self.redactor = Redactor.from_option(redact)
         self.blocking_threshold = blocking_threshold
+        self._blocking_ns = int(blocking_threshold * 1e9)
+        self._app_code = AppCode(app_code)
         self.clock: Clock = clock or time.perf_counter_ns
         self._rng = rng or random.random
         self._store: deque[Trace] = deque(maxlen=max_traces)
@@ -204,6 +213,8 @@ class Tracer:
             query=self.redactor.query_of(query) if query else "",
             on_finish=self._finished,
             wall=time.time(),
+            blocking_ns=self._blocking_ns,
+            is_app=self._app_code,
         )
 
     def _finished(self, trace: Trace) -> None:

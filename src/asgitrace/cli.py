@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from . import __version__
+from ._frames import default_is_app_file
 from ._middleware import TraceMiddleware
 from ._render import print_trace
 from ._tracer import Tracer
@@ -66,7 +67,9 @@ async def _run_demo(blocking: bool, delay: float, concurrency: int) -> list[Trac
             f"the demo needs the 'demo' extra ({exc.name} is missing): "
             "pip install 'asgitrace[demo]'"
         ) from exc
-    tracer = Tracer()
+    # The demo app lives inside asgitrace, whose files the default rule treats as library
+    # code: count it as the app's own, as a user's app would be.
+    tracer = Tracer(app_code=lambda f: f.endswith("_demo.py") or default_is_app_file(f))
     app = (blocking_app if blocking else reference_app)(delay)
     app.add_middleware(TraceMiddleware, tracer=tracer)
     async with running_server(app) as url, httpx.AsyncClient(base_url=url) as client:

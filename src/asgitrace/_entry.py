@@ -1,0 +1,133 @@
+"""Exact ``entered`` events and endpoint return values, from ``sys.monitoring`` (3.12+).
+
+Only *local* events are used, set on the code objects of routed endpoints and nothing
+else: no global tracing, no cost for any other function. The callbacks check the
+current request's recorder and return at once when there is none (untraced calls).
+
+On Python 3.10/3.11 there is no ``sys.monitoring``: `watch` does nothing and the stepper
+derives ``entered`` from the first suspension (or the first message sent) that shows
+the endpoint's frame, marking it ``derived``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from collections.abc import Iterable
+from types import CodeType
+from typing import Any, Final
+
+from ._context import CURRENT, task_ref, thread_ref
+from ._events import EventKind, TaskRef
+from ._log import log_failure
+from ._safe import safe_repr
+
+__all__ = ["AVAILABLE", "endpoints_of", "watch"]
+
+AVAILABLE: Final = sys.version_info >= (3, 12)
+
+_tool: int | None = None
+_watched: set[CodeType] = set()
+_lock = threading.Lock()
+
+
+def _on_start(code: CodeType, offset: int) -> Any:
+    rec = CURRENT.get()
+    if rec is not None and not rec.entered:
+        rec.entered = True
+        fields: dict[str, Any] = {
+            "function": getattr(code, "co_qualname", code.co_name),
+            "file": code.co_filename,
+            "line": code.co_firstlineno,
+            "derived": False,
+        }
+        rec.add(EventKind.ENTERED, fields, _where(fields))
+    return None
+
+
+def _on_return(code: CodeType, offset: int, value: Any) -> Any:
+    rec = CURRENT.get()
+    if rec is not None and rec.entered and not rec.returned:
+        rec.returned = True
+        fields = {
+            "function": getattr(code, "co_qualname", code.co_name),
+            "value": safe_repr(rec.redactor.value_of(value)),
+        }
+        rec.add(EventKind.RETURNED, fields, _where(fields))
+    return None
+
+
+def _where(fields: dict[str, Any]) -> TaskRef:
+    """The task running now; in a worker thread (a sync endpoint), the thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        fields["thread"] = threading.current_thread().name
+        return thread_ref()
+    return task_ref(asyncio.current_task())
+
+
+def _claim_tool() -> int | None:
+    global _tool
+    if _tool is not None:
+        return _tool
+    monitoring: Any = getattr(sys, "monitoring")  # noqa: B009 - absent before 3.12
+    for tool in (4, 3, 5, 2):
+        if monitoring.get_tool(tool) is None:
+            monitoring.use_tool_id(tool, "asgitrace")
+            monitoring.register_callback(tool, monitoring.events.PY_START, _on_start)
+            monitoring.register_callback(tool, monitoring.events.PY_RETURN, _on_return)
+            _tool = tool
+            return tool
+    return None
+
+
+def watch(codes: Iterable[CodeType]) -> None:
+    """Turn on start/return events for these endpoint code objects (3.12+; idempotent)."""
+    if not AVAILABLE:
+        return
+    try:
+        with _lock:
+            new = [c for c in codes if c not in _watched]
+            if not new:
+                return
+            tool = _claim_tool()
+            if tool is None:
+                return  # every tool id is taken: entered stays derived
+            monitoring: Any = getattr(sys, "monitoring")  # noqa: B009 - absent before 3.12
+            events = monitoring.events.PY_START | monitoring.events.PY_RETURN
+            for code in new:
+                monitoring.set_local_events(tool, code, events)
+                _watched.add(code)
+    except Exception as exc:
+        log_failure("sys.monitoring endpoint events", exc)
+
+
+def endpoints_of(app: Any, depth: int = 0) -> list[CodeType]:
+    """The code objects of the endpoint functions routed by *app* (Starlette/FastAPI).
+
+    Follows ``.app`` links through middleware and ``.routes`` through routers and mounts;
+    anything else is ignored.
+    """
+    found: list[CodeType] = []
+    seen: set[int] = set()
+    _collect(app, found, seen, depth)
+    return found
+
+
+def _collect(obj: Any, found: list[CodeType], seen: set[int], depth: int) -> None:
+    if obj is None or depth > 40 or id(obj) in seen:
+        return
+    seen.add(id(obj))
+    routes = getattr(obj, "routes", None)
+    if isinstance(routes, list | tuple):
+        for route in routes:
+            code = getattr(getattr(route, "endpoint", None), "__code__", None)
+            if isinstance(code, CodeType):
+                found.append(code)
+            _collect(getattr(route, "app", None), found, seen, depth + 1)
+    for attr in ("app", "router", "middleware_stack"):
+        inner = obj.__dict__.get(attr) if hasattr(obj, "__dict__") else None
+        if inner is not None:
+            _collect(inner, found, seen, depth + 1)

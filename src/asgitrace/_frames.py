@@ -1,0 +1,295 @@
+"""Where a suspended coroutine chain stopped: app frames, await targets, lazy source text.
+
+At each suspension the capture layer walks the awaiting chain from the outermost
+coroutine (``cr_await`` → ``cr_await`` → ...) and keeps only cheap raw material: the
+innermost *app* frame's code object and line number, and the innermost library frame's
+code object. Source text, names and targets are resolved later by `AwaitSite.resolve`,
+when a view asks.
+"""
+
+from __future__ import annotations
+
+import gc
+import linecache
+import os
+import sysconfig
+import types
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from ._log import log_failure
+from ._trace import Lazy
+
+__all__ = [
+    "AppCode",
+    "AwaitSite",
+    "CodeRule",
+    "Walk",
+    "default_is_app_file",
+    "source_line",
+    "walk",
+]
+
+CodeRule = Callable[[str], bool]
+"""Decides from a code object's file name whether it is the app's own code."""
+
+
+def _library_roots() -> tuple[str, ...]:
+    roots = set()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        path = sysconfig.get_paths().get(key)
+        if path:
+            roots.add(os.path.realpath(path) + os.sep)
+            roots.add(path + os.sep)
+    roots.add(os.path.dirname(os.path.abspath(__file__)) + os.sep)  # asgitrace itself
+    return tuple(sorted(roots))
+
+
+_LIBRARY_ROOTS: Final = _library_roots()
+
+
+def default_is_app_file(filename: str) -> bool:
+    """The default rule: app code is any file outside the standard library,
+    ``site-packages``/``dist-packages`` and asgitrace itself, and not ``<frozen ...>``
+    or other pseudo-files.
+
+    Pass ``Tracer(app_code=...)`` a function of the file name to change it, e.g. to
+    count a package installed in site-packages as yours.
+    """
+    if not filename or filename.startswith("<"):
+        return False
+    if "site-packages" in filename or "dist-packages" in filename:
+        return False
+    return not filename.startswith(_LIBRARY_ROOTS)
+
+
+class AppCode:
+    """A cache of the app-code rule per code object (the rule is called once per code)."""
+
+    __slots__ = ("_cache", "rule")
+
+    def __init__(self, rule: CodeRule | None = None) -> None:
+        self.rule: CodeRule = rule or default_is_app_file
+        self._cache: dict[types.CodeType, bool] = {}
+
+    def file(self, filename: str) -> bool:
+        """Apply the rule to a file name (uncached; a rule that raises means "not app")."""
+        try:
+            return bool(self.rule(filename))
+        except Exception as exc:
+            log_failure("the app_code rule", exc)
+            return False
+
+    def __call__(self, code: types.CodeType) -> bool:
+        try:
+            return self._cache[code]
+        except KeyError:
+            result = self.file(code.co_filename)
+            if len(self._cache) > 50_000:  # bounded: code objects can be generated
+                self._cache.clear()
+            self._cache[code] = result
+            return result
+
+
+_CoroutineType: Final = types.CoroutineType
+_GeneratorType: Final = types.GeneratorType
+
+
+def _next_in_chain(obj: Any) -> tuple[types.FrameType | None, Any]:
+    """The frame of *obj* and what it is awaiting, for any awaitable in a chain."""
+    tp = type(obj)
+    if tp is _CoroutineType:
+        return obj.cr_frame, obj.cr_await
+    if tp is _GeneratorType:
+        return obj.gi_frame, obj.gi_yieldfrom
+    if tp.__name__ == "async_generator_asend" or tp.__name__ == "async_generator_athrow":
+        # The awaitable of `agen.asend()` hides its generator; gc finds it.
+        for ref in gc.get_referents(obj):
+            if isinstance(ref, types.AsyncGeneratorType):
+                return ref.ag_frame, ref.ag_await
+        return None, None
+    if isinstance(obj, types.AsyncGeneratorType):
+        return obj.ag_frame, obj.ag_await
+    frame = getattr(obj, "cr_frame", None)  # asgitrace's own wrappers forward these
+    if isinstance(frame, types.FrameType):
+        return frame, getattr(obj, "cr_await", None)
+    return None, None
+
+
+class Walk:
+    """Raw result of one walk: cheap references only."""
+
+    __slots__ = (
+        "app_code",
+        "app_line",
+        "leaf",
+        "leaf_code",
+        "saw_target",
+        "thread_func",
+        "timer_when",
+    )
+
+    def __init__(self) -> None:
+        self.app_code: types.CodeType | None = None
+        self.app_line: int | None = None
+        self.leaf_code: types.CodeType | None = None
+        self.leaf: Any = None
+        self.timer_when: float | None = None
+        self.thread_func: Any = None
+        self.saw_target = False
+
+
+_SLEEP_CODES: set[types.CodeType] = set()
+_THREAD_NAMES: Final = frozenset({"run_sync_in_worker_thread", "to_thread", "run_in_threadpool"})
+
+
+def _note_sleep_code() -> None:
+    import asyncio
+
+    _SLEEP_CODES.add(asyncio.sleep.__code__)
+
+
+_note_sleep_code()
+
+
+def walk(
+    coro: Any, is_app: AppCode, target: types.CodeType | None = None, limit: int = 200
+) -> Walk:
+    """Walk the chain of what *coro* awaits, down to the innermost awaitable.
+
+    Args:
+        coro: The outermost coroutine (or asgitrace wrapper) of a suspended task.
+        is_app: The app-code rule.
+        target: A code object to look for (the endpoint's); `Walk.saw_target` says
+            whether the chain passes through it.
+        limit: Maximum depth walked.
+    """
+    result = Walk()
+    app_frame: types.FrameType | None = None
+    leaf_frame: types.FrameType | None = None
+    obj = coro
+    for _ in range(limit):
+        frame, nxt = _next_in_chain(obj)
+        if frame is None:
+            result.leaf = obj
+            break
+        code = frame.f_code
+        if code is target:
+            result.saw_target = True
+        if is_app(code):
+            app_frame = frame
+        else:
+            leaf_frame = frame
+            if code.co_name in _THREAD_NAMES and result.thread_func is None:
+                result.thread_func = frame.f_locals.get("func")
+        if nxt is None:
+            break
+        obj = nxt
+    if app_frame is not None:
+        result.app_code = app_frame.f_code
+        result.app_line = app_frame.f_lineno
+    if leaf_frame is not None:
+        result.leaf_code = leaf_frame.f_code
+        if leaf_frame.f_code in _SLEEP_CODES:
+            # asyncio.sleep's timer handle says when the sleep was due: the loop lag
+            # is the resume time minus that.
+            handle = leaf_frame.f_locals.get("h")
+            when = getattr(handle, "when", None)
+            if when is not None:
+                result.timer_when = when()
+    return result
+
+
+def source_line(filename: str, lineno: int | None) -> str:
+    """The stripped source line, or ``""`` when it cannot be read."""
+    if not lineno:
+        return ""
+    return linecache.getline(filename, lineno).strip()
+
+
+def _target_from_source(text: str) -> str | None:
+    index = text.find("await ")
+    if index < 0:
+        return None
+    target = text[index + len("await ") :].strip()
+    return target.rstrip(":").strip() or None
+
+
+def _unwrap_partial(func: Any) -> tuple[Any, list[Any]]:
+    """``partial(f, g, key=h)`` → (f, [g, h]): the function and the callables it was given."""
+    given: list[Any] = []
+    for _ in range(10):
+        inner = getattr(func, "func", None)
+        if inner is None or not callable(inner):
+            break
+        given.extend(a for a in getattr(func, "args", ()) if callable(a))
+        given.extend(v for v in getattr(func, "keywords", {}).values() if callable(v))
+        func = inner
+    return func, given
+
+
+def _thread_target(func: Any, is_app: AppCode) -> str:
+    """Name what runs in the worker thread, preferring the app's own function: frameworks
+    pass the endpoint to a wrapper of their own (``partial(run, function=endpoint)``)."""
+    func, given = _unwrap_partial(func)
+    for candidate in (func, *given):
+        code = getattr(candidate, "__code__", None)
+        if code is not None and is_app(code):
+            return _callable_name(candidate)
+    return _callable_name(func)
+
+
+def _callable_name(func: Any) -> str:
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
+    return str(name) if name else type(func).__qualname__
+
+
+class AwaitSite(Lazy):
+    """The lazily resolved fields of an ``awaiting`` event."""
+
+    __slots__ = (
+        "app_code",
+        "app_line",
+        "cooperative",
+        "is_app",
+        "leaf_code",
+        "leaf_type",
+        "thread_func",
+    )
+
+    def __init__(self, w: Walk, cooperative: bool, is_app: AppCode) -> None:
+        self.is_app = is_app
+        self.app_code = w.app_code
+        self.app_line = w.app_line
+        self.leaf_code = w.leaf_code
+        self.leaf_type = type(w.leaf).__name__ if w.leaf is not None else None
+        self.thread_func = w.thread_func
+        self.cooperative = cooperative
+
+    def resolve(self) -> Mapping[str, Any]:
+        fields: dict[str, Any] = {}
+        code = self.app_code
+        text = ""
+        if code is not None:
+            text = source_line(code.co_filename, self.app_line)
+            fields["function"] = getattr(code, "co_qualname", code.co_name)
+            fields["file"] = code.co_filename
+            fields["line"] = self.app_line
+            fields["code"] = text
+        leaf = self.leaf_code
+        if leaf is not None:
+            fields["via"] = f"{leaf.co_name} ({os.path.basename(leaf.co_filename)})"
+        if self.thread_func is not None:
+            fields["thread"] = _thread_target(self.thread_func, self.is_app)
+            fields["target"] = f"{fields['thread']}() in a worker thread"
+            if code is None:
+                fields["function"] = fields["thread"]
+        else:
+            target = _target_from_source(text)
+            if target is None:
+                target = f"{leaf.co_name}()" if leaf is not None else (self.leaf_type or "?")
+            fields["target"] = target
+        fields["cooperative"] = self.cooperative
+        if self.cooperative:
+            fields["target"] = f"{fields['target']} (cooperative yield)"
+        return fields

@@ -1,0 +1,282 @@
+"""Driving a coroutine step by step, so that every suspension of a task is seen.
+
+`Stepper` sits between a task and its coroutine. The task calls ``send``/``throw`` on it
+as it would on the coroutine; the stepper forwards the call and, around it,
+
+* times the step in the loop's `LoopMonitor` (so other traces can say what ran while
+  they waited, and overlong steps become ``blocked`` events), and
+* for tasks that belong to a trace, records ``resumed`` before the step and
+  ``awaiting`` + ``yielded`` after it, walking the ``cr_await`` chain to the innermost
+  app frame (only cheap references are kept; text is resolved lazily).
+
+It is a plain class implementing the coroutine protocol (``send``, ``throw``, ``close``,
+``__await__``) and forwarding ``cr_frame``, ``cr_await``, ``cr_code``, ``cr_running``,
+``__name__`` and ``__qualname__``: asyncio accepts it as a task's coroutine on every
+supported Python, and ``task.get_stack()``, ``print_stack()`` and ``repr(task)`` show the
+user's code exactly as without asgitrace. (An ``async def`` or generator wrapper would
+hide the user's frame behind its own.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Generator, Mapping
+from typing import TYPE_CHECKING, Any, final
+
+from ._context import task_ref
+from ._events import EventKind, TaskRef
+from ._frames import AwaitSite, walk
+from ._log import log_failure
+from ._trace import Lazy
+
+if TYPE_CHECKING:
+    from types import CodeType, FrameType, TracebackType
+
+    from ._loopmon import LoopMonitor, OtherWork
+    from ._trace import Recorder
+
+__all__ = ["Stepper"]
+
+_AWAITING = EventKind.AWAITING
+_YIELDED = EventKind.YIELDED
+_RESUMED = EventKind.RESUMED
+_TASK_DONE = EventKind.TASK_DONE
+_ENTERED = EventKind.ENTERED
+_SPAWNED = EventKind.SPAWNED
+
+
+class _Resumed(Lazy):
+    __slots__ = ("base", "other", "owner")
+
+    def __init__(self, base: dict[str, Any], other: OtherWork | None, owner: int) -> None:
+        self.base = base
+        self.other = other
+        self.owner = owner
+
+    def resolve(self) -> Mapping[str, Any]:
+        if self.other is None:
+            return self.base
+        return {**self.base, **self.other.resolve(self.owner)}
+
+
+@final
+class Stepper(Coroutine[Any, Any, Any]):
+    """A coroutine wrapper that records each step of the coroutine it drives."""
+
+    __slots__ = (
+        "_loop",
+        "coro",
+        "mon",
+        "parent",
+        "rec",
+        "ref",
+        "request_task",
+        "steps_at_suspend",
+        "t_suspend",
+        "timer_when",
+    )
+
+    def __init__(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        mon: LoopMonitor | None,
+        rec: Recorder | None,
+        ref: TaskRef | None = None,
+        *,
+        parent: TaskRef | None = None,
+        request_task: bool = False,
+    ) -> None:
+        self.coro = coro
+        self.mon = mon
+        self.rec = rec
+        self.ref = ref
+        self.request_task = request_task
+        self.parent = parent
+        self.t_suspend = 0
+        self.timer_when: float | None = None
+        self.steps_at_suspend = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- the coroutine protocol -------------------------------------------------------
+
+    def send(self, value: Any) -> Any:
+        return self._step(self.coro.send, value)
+
+    def throw(
+        self,
+        typ: type[BaseException] | BaseException,
+        val: BaseException | object = None,
+        tb: TracebackType | None = None,
+    ) -> Any:
+        if val is None and tb is None:
+            return self._step(self.coro.throw, typ)
+        coro: Any = self.coro  # the legacy three-argument form
+        return self._step(lambda _: coro.throw(typ, val, tb), None)
+
+    def close(self) -> None:
+        self.coro.close()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        it: Any = self  # an iterator with send/throw, as a generator is
+        return it  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Stepper:
+        return self
+
+    def __next__(self) -> Any:
+        return self._step(self.coro.send, None)
+
+    # -- what introspection sees: the wrapped coroutine ----------------------------------
+
+    @property
+    def cr_frame(self) -> FrameType | None:
+        return getattr(self.coro, "cr_frame", None)
+
+    @property
+    def cr_await(self) -> Any:
+        return getattr(self.coro, "cr_await", None)
+
+    @property
+    def cr_code(self) -> CodeType | None:
+        return getattr(self.coro, "cr_code", None)
+
+    @property
+    def cr_running(self) -> bool:
+        return bool(getattr(self.coro, "cr_running", False))
+
+    @property
+    def cr_suspended(self) -> bool:
+        return bool(getattr(self.coro, "cr_suspended", False))
+
+    def __getattr__(self, name: str) -> Any:
+        # `__name__` and `__qualname__` cannot be properties of a class (the class body
+        # would take them as its own names): forward them, like everything unknown.
+        return getattr(self.coro, name)
+
+    def __repr__(self) -> str:
+        return repr(self.coro)
+
+    # -- the step -----------------------------------------------------------------------
+
+    def _step(self, call: Any, value: Any) -> Any:
+        mon = self.mon
+        rec = self.rec
+        opened = False
+        if rec is not None and self.ref is None:
+            self._started(rec)
+        if mon is not None:
+            opened = mon.begin(self.ref, rec)
+        if rec is not None and self.t_suspend:
+            self._resumed(rec, mon)
+        try:
+            result = call(value)
+        except StopIteration:
+            if mon is not None:
+                mon.end(opened)
+            self._done(rec, "completed")
+            raise
+        except asyncio.CancelledError:
+            if mon is not None:
+                mon.end(opened)
+            self._done(rec, "cancelled")
+            raise
+        except BaseException as exc:
+            if mon is not None:
+                mon.end(opened)
+            self._done(rec, "failed", type(exc).__name__)
+            raise
+        if mon is not None:
+            mon.end(opened)
+        if rec is not None:
+            try:
+                self._suspended(rec, result, mon)
+            except Exception as exc:
+                log_failure("recording a suspension", exc)
+                self.rec = None
+        return result
+
+    def _started(self, rec: Recorder) -> None:
+        """First step of a child task: it has an identity now, and it "starts"."""
+        try:
+            self.ref = task_ref(asyncio.current_task())
+        except RuntimeError:
+            self.ref = task_ref(None)
+        if self.parent is not None:
+            fields: dict[str, Any] = {"parent": self.parent, "coro": self.__qualname__}
+            if rec.response_done:
+                fields["after_response"] = True
+            rec.add(_SPAWNED, fields, self.ref)
+
+    def _suspended(self, rec: Recorder, result: Any, mon: LoopMonitor | None) -> None:
+        endpoint = rec.endpoint_code
+        if endpoint is None and self.request_task and not rec.entered:
+            endpoint = rec.endpoint_code = _endpoint_code(rec)
+        w = walk(self.coro, rec.is_app, endpoint)
+        ref = self.ref or rec.task
+        if w.saw_target and not rec.entered:
+            # Derived, not observed: the endpoint started during the step that just ended.
+            rec.entered = True
+            rec.add(_ENTERED, _entered_fields(endpoint, derived=True), ref)
+        site = AwaitSite(w, result is None, rec.is_app)
+        self.timer_when = w.timer_when
+        t = rec.clock()
+        if len(rec.events) + 2 <= rec.limit:
+            from ._trace import _seq
+
+            rec.events.append((next(_seq), t, _AWAITING, ref, site))
+            yielded: dict[str, Any] = {"ready": self._ready()}
+            if rec.response_done:
+                yielded["after_response"] = True
+            rec.events.append((next(_seq), t, _YIELDED, ref, yielded))
+        else:
+            rec.dropped += 2
+        self.t_suspend = t
+        if mon is not None:
+            self.steps_at_suspend = mon.steps
+
+    def _ready(self) -> int | None:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        ready = getattr(loop, "_ready", None)  # asyncio's ready queue; uvloop has none
+        return len(ready) if ready is not None else None
+
+    def _resumed(self, rec: Recorder, mon: LoopMonitor | None) -> None:
+        t = rec.clock()
+        fields: dict[str, Any] = {"waited_ns": t - self.t_suspend, "lag_ns": None}
+        if self.timer_when is not None and self._loop is not None:
+            fields["lag_ns"] = max(int((self._loop.time() - self.timer_when) * 1e9), 0)
+            self.timer_when = None
+        if rec.response_done:
+            fields["after_response"] = True
+        other = None
+        if mon is not None:
+            other = mon.other_work(self.steps_at_suspend)
+        rec.add(_RESUMED, _Resumed(fields, other, rec.task.id), self.ref or rec.task)
+        self.t_suspend = 0
+
+    def _done(self, rec: Recorder | None, outcome: str, exception: str | None = None) -> None:
+        if rec is None or self.request_task:
+            return
+        fields: dict[str, Any] = {"outcome": outcome}
+        if exception is not None:
+            fields["exception"] = exception
+        if rec.response_done:
+            fields["after_response"] = True
+        rec.add(_TASK_DONE, fields, self.ref)
+
+
+def _endpoint_code(rec: Recorder) -> Any:
+    endpoint = rec.scope.get("endpoint")
+    return getattr(endpoint, "__code__", None)
+
+
+def _entered_fields(code: Any, *, derived: bool) -> dict[str, Any]:
+    if code is None:
+        return {"derived": derived}
+    return {
+        "function": getattr(code, "co_qualname", code.co_name),
+        "file": code.co_filename,
+        "line": code.co_firstlineno,
+        "derived": derived,
+    }
