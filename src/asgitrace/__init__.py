@@ -11,9 +11,10 @@ from __future__ import annotations
 from . import testing
 from ._errors import AsgiTraceError, TraceOrderError
 from ._events import Event, EventKind, TaskRef
+from ._explain import explain
 from ._middleware import TraceMiddleware, instrument
 from ._redact import Redactor
-from ._render import print_trace
+from ._render import THEME, ExecutionTable, KeyMoments, Timeline, VariableTracker, print_trace
 from ._trace import Trace
 from ._tracer import Tracer
 from ._version import __version__
@@ -22,13 +23,19 @@ __all__ = [
     "AsgiTraceError",
     "Event",
     "EventKind",
+    "ExecutionTable",
+    "KeyMoments",
     "Redactor",
+    "THEME",
     "TaskRef",
+    "Timeline",
     "Trace",
     "TraceMiddleware",
     "TraceOrderError",
     "Tracer",
+    "VariableTracker",
     "__version__",
+    "explain",
     "instrument",
     "print_trace",
     "testing",
@@ -36,6 +43,6 @@ __all__ = [
 
 for _name in __all__:
     _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("asgitrace._"):
+    if isinstance(_obj, type | type(explain)) and _obj.__module__.startswith("asgitrace._"):
         _obj.__module__ = "asgitrace"
 del _name, _obj

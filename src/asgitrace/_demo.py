@@ -17,11 +17,19 @@ def reference_app(delay: float = 1.0) -> FastAPI:
     from fastapi import FastAPI
 
     app = FastAPI()
+    if delay == 1.0:
+        # Literally the tutorial's line, so the tables quote `await asyncio.sleep(1)`.
+        @app.get("/wait")
+        async def wait_endpoint() -> dict[str, str]:
+            await asyncio.sleep(1)
+            return {"message": "Done waiting"}
 
-    @app.get("/wait")
-    async def wait_endpoint() -> dict[str, str]:
-        await asyncio.sleep(delay)
-        return {"message": "Done waiting"}
+    else:
+
+        @app.get("/wait")
+        async def wait_endpoint() -> dict[str, str]:
+            await asyncio.sleep(delay)
+            return {"message": "Done waiting"}
 
     return app
 
@@ -31,10 +39,18 @@ def blocking_app(delay: float = 1.0) -> FastAPI:
     from fastapi import FastAPI
 
     app = FastAPI()
+    if delay == 1.0:
 
-    @app.get("/wait")
-    async def wait_endpoint() -> dict[str, str]:
-        time.sleep(delay)
-        return {"message": "Done waiting"}
+        @app.get("/wait")
+        async def wait_endpoint() -> dict[str, str]:
+            time.sleep(1)  # the mistake: blocks the event loop for a whole second
+            return {"message": "Done waiting"}
+
+    else:
+
+        @app.get("/wait")
+        async def wait_endpoint() -> dict[str, str]:
+            time.sleep(delay)
+            return {"message": "Done waiting"}
 
     return app

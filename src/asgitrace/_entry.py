@@ -50,10 +50,12 @@ def _on_return(code: CodeType, offset: int, value: Any) -> Any:
     rec = CURRENT.get()
     if rec is not None and rec.entered and not rec.returned:
         rec.returned = True
-        fields = {
+        fields: dict[str, Any] = {
             "function": getattr(code, "co_qualname", code.co_name),
             "value": safe_repr(rec.redactor.value_of(value)),
         }
+        if rec.watcher is not None:
+            fields["watched"] = rec.watcher([sys._getframe(1)])
         rec.add(EventKind.RETURNED, fields, _where(fields))
     return None
 

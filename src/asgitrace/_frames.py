@@ -127,9 +127,11 @@ class Walk:
         "saw_target",
         "thread_func",
         "timer_when",
+        "watched",
     )
 
     def __init__(self) -> None:
+        self.watched: dict[str, str] | None = None
         self.app_code: types.CodeType | None = None
         self.app_line: int | None = None
         self.leaf_code: types.CodeType | None = None
@@ -153,7 +155,11 @@ _note_sleep_code()
 
 
 def walk(
-    coro: Any, is_app: AppCode, target: types.CodeType | None = None, limit: int = 200
+    coro: Any,
+    is_app: AppCode,
+    target: types.CodeType | None = None,
+    limit: int = 200,
+    watch: Callable[[list[types.FrameType]], dict[str, str]] | None = None,
 ) -> Walk:
     """Walk the chain of what *coro* awaits, down to the innermost awaitable.
 
@@ -163,8 +169,10 @@ def walk(
         target: A code object to look for (the endpoint's); `Walk.saw_target` says
             whether the chain passes through it.
         limit: Maximum depth walked.
+        watch: Snapshot of watched variables, given the app frames (outermost first).
     """
     result = Walk()
+    app_frames: list[types.FrameType] | None = [] if watch is not None else None
     app_frame: types.FrameType | None = None
     leaf_frame: types.FrameType | None = None
     obj = coro
@@ -178,6 +186,8 @@ def walk(
             result.saw_target = True
         if is_app(code):
             app_frame = frame
+            if app_frames is not None:
+                app_frames.append(frame)
         else:
             leaf_frame = frame
             if code.co_name in _THREAD_NAMES and result.thread_func is None:
@@ -185,6 +195,8 @@ def walk(
         if nxt is None:
             break
         obj = nxt
+    if watch is not None and app_frames:
+        result.watched = watch(app_frames)
     if app_frame is not None:
         result.app_code = app_frame.f_code
         result.app_line = app_frame.f_lineno
@@ -255,10 +267,12 @@ class AwaitSite(Lazy):
         "leaf_code",
         "leaf_type",
         "thread_func",
+        "watched",
     )
 
     def __init__(self, w: Walk, cooperative: bool, is_app: AppCode) -> None:
         self.is_app = is_app
+        self.watched = w.watched
         self.app_code = w.app_code
         self.app_line = w.app_line
         self.leaf_code = w.leaf_code
@@ -290,6 +304,25 @@ class AwaitSite(Lazy):
                 target = f"{leaf.co_name}()" if leaf is not None else (self.leaf_type or "?")
             fields["target"] = target
         fields["cooperative"] = self.cooperative
+        if self.watched:
+            fields["watched"] = self.watched
         if self.cooperative:
             fields["target"] = f"{fields['target']} (cooperative yield)"
         return fields
+
+
+def snapshot(
+    names: tuple[str, ...], redactor: Any, frames: list[types.FrameType]
+) -> dict[str, str]:
+    """Bounded, redacted reprs of the watched *names*, innermost app frame first."""
+    from ._redact import REDACTED
+    from ._safe import safe_repr
+
+    out: dict[str, str] = {}
+    for frame in reversed(frames):
+        local = frame.f_locals
+        for name in names:
+            if name not in out and name in local:
+                secret = redactor.is_secret(name)
+                out[name] = REDACTED if secret else safe_repr(redactor.value_of(local[name]))
+    return out

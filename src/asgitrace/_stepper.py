@@ -211,7 +211,7 @@ class Stepper(Coroutine[Any, Any, Any]):
         endpoint = rec.endpoint_code
         if endpoint is None and self.request_task and not rec.entered:
             endpoint = rec.endpoint_code = _endpoint_code(rec)
-        w = walk(self.coro, rec.is_app, endpoint)
+        w = walk(self.coro, rec.is_app, endpoint, watch=rec.watcher)
         ref = self.ref or rec.task
         if w.saw_target and not rec.entered:
             # Derived, not observed: the endpoint started during the step that just ended.

@@ -88,6 +88,7 @@ class Recorder:
         "status",
         "task",
         "type",
+        "watcher",
     )
 
     def __init__(
@@ -104,6 +105,7 @@ class Recorder:
         wall: float = 0.0,
         blocking_ns: int = 100_000_000,
         is_app: AppCode | None = None,
+        watcher: Callable[[list[Any]], dict[str, str]] | None = None,
     ) -> None:
         self.scope = scope
         self.type: str = str(scope.get("type"))
@@ -132,6 +134,7 @@ class Recorder:
         self.entered = False
         self.returned = False
         self.endpoint_code: Any = None
+        self.watcher: Callable[[list[Any]], dict[str, str]] | None = watcher
 
     def add(
         self, kind: EventKind, fields: Mapping[str, Any] | Lazy, task: TaskRef | None = None

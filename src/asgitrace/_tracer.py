@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import threading
@@ -11,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias, final
 
 from ._context import task_ref
-from ._frames import AppCode
+from ._frames import AppCode, snapshot
 from ._log import log_failure
 from ._redact import Redactor
 
@@ -82,6 +83,8 @@ class Tracer:
         app_code: Decides from a file name whether code is the app's own (where
             ``awaiting`` events point); by default everything outside the standard
             library, site-packages and asgitrace.
+        watch: Names of local variables to snapshot (bounded, redacted reprs) at each
+            suspension of the app's code and, on 3.12+, when the endpoint returns.
         clock: Nanosecond monotonic clock (tests inject a fake one).
         rng: Source of floats in [0, 1) for sampling (tests inject a seeded one).
 
@@ -96,6 +99,7 @@ class Tracer:
         "_lock",
         "_rng",
         "_store",
+        "_watcher",
         "blocking_threshold",
         "clock",
         "exclude_paths",
@@ -103,6 +107,7 @@ class Tracer:
         "redactor",
         "sample_rate",
         "slow_threshold",
+        "watch",
     )
 
     def __init__(
@@ -117,6 +122,7 @@ class Tracer:
         on_trace: OnTrace | Iterable[OnTrace] | None = None,
         blocking_threshold: float = 0.1,
         app_code: Callable[[str], bool] | None = None,
+        watch: Iterable[str] = (),
         clock: Clock | None = None,
         rng: Callable[[], float] | None = None,
     ) -> None:
@@ -139,6 +145,10 @@ class Tracer:
         self.blocking_threshold = blocking_threshold
         self._blocking_ns = int(blocking_threshold * 1e9)
         self._app_code = AppCode(app_code)
+        self.watch = tuple(watch)
+        self._watcher = (
+            functools.partial(snapshot, self.watch, self.redactor) if self.watch else None
+        )
         self.clock: Clock = clock or time.perf_counter_ns
         self._rng = rng or random.random
         self._store: deque[Trace] = deque(maxlen=max_traces)
@@ -215,6 +225,7 @@ class Tracer:
             wall=time.time(),
             blocking_ns=self._blocking_ns,
             is_app=self._app_code,
+            watcher=self._watcher,
         )
 
     def _finished(self, trace: Trace) -> None:

@@ -13,7 +13,7 @@ from rich.console import Console
 from . import __version__
 from ._frames import default_is_app_file
 from ._middleware import TraceMiddleware
-from ._render import print_trace
+from ._render import THEME, Timeline, print_trace
 from ._tracer import Tracer
 
 if TYPE_CHECKING:
@@ -88,8 +88,21 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
         f"x{args.concurrency} through uvicorn on 127.0.0.1\n"
     )
     traces = asyncio.run(_run_demo(args.blocking, args.delay, args.concurrency))
-    for trace in traces:
-        print_trace(trace, console)
+    print_trace(traces[0], console)
+    if len(traces) > 1:
+        console.print()
+        console.print(Timeline(traces))
+        if args.blocking:
+            console.print(
+                "\nThe requests ran one after another: time.sleep held the event loop, "
+                "so nothing else could run. Compare: asgitrace demo -c "
+                f"{args.concurrency}"
+            )
+        else:
+            console.print(
+                "\nThe requests overlapped: while one awaited asyncio.sleep, the loop ran the "
+                f"others. Compare: asgitrace demo --blocking -c {args.concurrency}"
+            )
     return 0
 
 
@@ -97,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(theme=THEME)
     if args.command is None:
         parser.print_help()
         return 2
