@@ -525,3 +525,71 @@ async def test_two_hundred_concurrent_requests_keep_their_own_events() -> None:
         assert {e.task for e in trace.events} == own_tasks
         for task in own_tasks:
             assert owners.setdefault(task.id, trace.id) == trace.id
+
+
+async def test_watched_locals_are_snapshotted_at_suspensions_and_return() -> None:
+    app = FastAPI()
+
+    @app.get("/watch")
+    async def watched() -> dict[str, int]:
+        total = 1
+        password = "hunter2"
+        await asyncio.sleep(0.001)
+        total = 5
+        assert password
+        return {"total": total}
+
+    tracer = traced(app, watch=("total", "password"))
+    async with client(app) as c:
+        await c.get("/watch")
+    trace = tracer.traces[0]
+    [site] = [e for e in trace.awaits() if e.get("function")]
+    assert site.get("watched") == {"total": "1", "password": "[redacted]"}
+    returned = trace.of_kind("returned")
+    if sys.version_info >= (3, 12):
+        assert returned[0].get("watched") == {"total": "5", "password": "[redacted]"}
+    else:
+        assert returned == ()
+    assert "hunter2" not in repr(trace.to_dict())
+
+
+async def test_a_failing_probe_disables_itself_and_the_app_is_unaffected(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asgitrace._log
+    import asgitrace._stepper
+
+    monkeypatch.setattr(asgitrace._log, "_reported", set())
+
+    def broken_walk(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("probe bug")
+
+    monkeypatch.setattr(asgitrace._stepper, "walk", broken_walk)
+    app = reference_app()
+    tracer = traced(app)
+    async with client(app) as c:
+        responses = [await c.get("/wait") for _ in range(2)]
+    assert [r.json() for r in responses] == [{"message": "Done waiting"}] * 2
+    assert [t.outcome for t in tracer.traces] == ["completed", "completed"]
+    failures = [r for r in caplog.records if "coroutine stepper" in r.getMessage()]
+    assert len(failures) == 1  # logged once, not per request
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is 3.12+")
+async def test_a_failing_monitoring_callback_never_reaches_the_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asgitrace._entry
+    import asgitrace._log
+
+    monkeypatch.setattr(asgitrace._log, "_reported", set())
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("callback bug")
+
+    monkeypatch.setattr(asgitrace._entry, "_started", broken)
+    monkeypatch.setattr(asgitrace._entry, "_returned", broken)
+    app = reference_app()
+    traced(app)
+    async with client(app) as c:
+        assert (await c.get("/wait")).json() == {"message": "Done waiting"}

@@ -33,6 +33,24 @@ _lock = threading.Lock()
 
 
 def _on_start(code: CodeType, offset: int) -> Any:
+    # An exception escaping a sys.monitoring callback would surface in the endpoint
+    # itself: every callback is guarded (fail-open).
+    try:
+        _started(code)
+    except Exception as exc:
+        log_failure("sys.monitoring entry callback", exc)
+    return None
+
+
+def _on_return(code: CodeType, offset: int, value: Any) -> Any:
+    try:
+        _returned(code, value)
+    except Exception as exc:
+        log_failure("sys.monitoring return callback", exc)
+    return None
+
+
+def _started(code: CodeType) -> None:
     rec = CURRENT.get()
     if rec is not None and not rec.entered:
         rec.entered = True
@@ -43,10 +61,9 @@ def _on_start(code: CodeType, offset: int) -> Any:
             "derived": False,
         }
         rec.add(EventKind.ENTERED, fields, _where(fields))
-    return None
 
 
-def _on_return(code: CodeType, offset: int, value: Any) -> Any:
+def _returned(code: CodeType, value: Any) -> None:
     rec = CURRENT.get()
     if rec is not None and rec.entered and not rec.returned:
         rec.returned = True
@@ -55,9 +72,8 @@ def _on_return(code: CodeType, offset: int, value: Any) -> Any:
             "value": safe_repr(rec.redactor.value_of(value)),
         }
         if rec.watcher is not None:
-            fields["watched"] = rec.watcher([sys._getframe(1)])
+            fields["watched"] = rec.watcher([sys._getframe(2)])  # the returning frame
         rec.add(EventKind.RETURNED, fields, _where(fields))
-    return None
 
 
 def _where(fields: dict[str, Any]) -> TaskRef:

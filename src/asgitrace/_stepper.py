@@ -159,41 +159,58 @@ class Stepper(Coroutine[Any, Any, Any]):
     # -- the step -----------------------------------------------------------------------
 
     def _step(self, call: Any, value: Any) -> Any:
+        # Fail-open: the probe code around `call` is guarded; an error there disables
+        # this stepper's recording (logged once) and never reaches the task. What
+        # `call` raises (StopIteration at the end, the app's own errors) passes through.
         mon = self.mon
-        rec = self.rec
         opened = False
-        if rec is not None and self.ref is None:
-            self._started(rec)
-        if mon is not None:
-            opened = mon.begin(self.ref, rec)
-        if rec is not None and self.t_suspend:
-            self._resumed(rec, mon)
+        if mon is not None or self.rec is not None:
+            try:
+                opened = self._before(mon)
+            except Exception as exc:
+                self._disable(exc)
         try:
             result = call(value)
-        except StopIteration:
-            if mon is not None:
-                mon.end(opened)
-            self._done(rec, "completed")
-            raise
-        except asyncio.CancelledError:
-            if mon is not None:
-                mon.end(opened)
-            self._done(rec, "cancelled")
-            raise
         except BaseException as exc:
-            if mon is not None:
-                mon.end(opened)
-            self._done(rec, "failed", type(exc).__name__)
+            if mon is not None or self.rec is not None:
+                try:
+                    self._after_raise(mon, opened, exc)
+                except Exception as inner:
+                    self._disable(inner)
             raise
+        if mon is not None or self.rec is not None:
+            try:
+                if mon is not None:
+                    mon.end(opened)
+                if self.rec is not None:
+                    self._suspended(self.rec, result, mon)
+            except Exception as exc:
+                self._disable(exc)
+        return result
+
+    def _before(self, mon: LoopMonitor | None) -> bool:
+        rec = self.rec
+        if rec is not None and self.ref is None:
+            self._started(rec)
+        opened = mon.begin(self.ref, rec) if mon is not None else False
+        if rec is not None and self.t_suspend:
+            self._resumed(rec, mon)
+        return opened
+
+    def _after_raise(self, mon: LoopMonitor | None, opened: bool, exc: BaseException) -> None:
         if mon is not None:
             mon.end(opened)
-        if rec is not None:
-            try:
-                self._suspended(rec, result, mon)
-            except Exception as exc:
-                log_failure("recording a suspension", exc)
-                self.rec = None
-        return result
+        if isinstance(exc, StopIteration):
+            self._done(self.rec, "completed")
+        elif isinstance(exc, asyncio.CancelledError):
+            self._done(self.rec, "cancelled")
+        else:
+            self._done(self.rec, "failed", type(exc).__name__)
+
+    def _disable(self, exc: Exception) -> None:
+        log_failure("the coroutine stepper", exc)
+        self.rec = None
+        self.mon = None
 
     def _started(self, rec: Recorder) -> None:
         """First step of a child task: it has an identity now, and it "starts"."""
