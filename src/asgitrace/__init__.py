@@ -12,6 +12,7 @@ from . import testing
 from ._errors import AsgiTraceError, TraceOrderError
 from ._events import Event, EventKind, TaskRef
 from ._explain import explain
+from ._frames import default_is_app_file
 from ._middleware import TraceMiddleware, instrument
 from ._redact import Redactor
 from ._render import THEME, ExecutionTable, KeyMoments, Timeline, VariableTracker, print_trace
@@ -35,6 +36,7 @@ __all__ = [
     "Tracer",
     "VariableTracker",
     "__version__",
+    "default_is_app_file",
     "explain",
     "instrument",
     "print_trace",
