@@ -16,12 +16,16 @@ import sys
 import threading
 from collections.abc import Iterable
 from types import CodeType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from ._context import CURRENT, task_ref, thread_ref
+from ._context import CURRENT, thread_ref
 from ._events import EventKind, TaskRef
 from ._log import log_failure
 from ._safe import safe_repr
+from ._stepper import ref_of
+
+if TYPE_CHECKING:
+    from ._trace import Recorder
 
 __all__ = ["AVAILABLE", "endpoints_of", "watch"]
 
@@ -60,7 +64,7 @@ def _started(code: CodeType) -> None:
             "line": code.co_firstlineno,
             "derived": False,
         }
-        rec.add(EventKind.ENTERED, fields, _where(fields))
+        rec.add(EventKind.ENTERED, fields, _where(fields, rec))
 
 
 def _returned(code: CodeType, value: Any) -> None:
@@ -73,17 +77,17 @@ def _returned(code: CodeType, value: Any) -> None:
         }
         if rec.watcher is not None:
             fields["watched"] = rec.watcher([sys._getframe(2)])  # the returning frame
-        rec.add(EventKind.RETURNED, fields, _where(fields))
+        rec.add(EventKind.RETURNED, fields, _where(fields, rec))
 
 
-def _where(fields: dict[str, Any]) -> TaskRef:
+def _where(fields: dict[str, Any], rec: Recorder) -> TaskRef:
     """The task running now; in a worker thread (a sync endpoint), the thread."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         fields["thread"] = threading.current_thread().name
         return thread_ref()
-    return task_ref(asyncio.current_task())
+    return ref_of(asyncio.current_task(), rec)
 
 
 def _claim_tool() -> int | None:

@@ -48,10 +48,10 @@ def _record_sent(rec: Recorder, message: Message) -> None:
         rec.status = fields["status"] = int(message["status"])
         headers = message.get("headers")
         if headers:
-            rec.response_headers = redacted = rec.redactor.headers_of(headers)
+            rec.response_headers = redacted = rec.redactor.raw_headers_of(headers)
             for name, value in redacted:
-                if name.lower() == "content-type":
-                    fields["content_type"] = value
+                if name == b"content-type" or name.lower() == b"content-type":
+                    fields["content_type"] = value.decode("latin-1")
                     break
     elif kind == "http.response.body" and not fields["more_body"]:
         rec.response_done = True

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, quote
 __all__ = ["DEFAULT_SECRET_HEADERS", "DEFAULT_SECRET_PATTERN", "REDACTED", "Redactor"]
 
 REDACTED: Final = "[redacted]"
+_REDACTED_BYTES: Final = REDACTED.encode()
 
 DEFAULT_SECRET_HEADERS: Final = frozenset(
     {
@@ -59,12 +60,15 @@ class Redactor:
     extra: Iterable[str] = ()
     _names: frozenset[str] = field(init=False, repr=False, compare=False)
     _regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _verdicts: dict[str | bytes, bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = frozenset(n.lower() for n in (*self.headers, *self.extra))
         object.__setattr__(self, "_names", names)
         regex = re.compile(self.pattern, re.IGNORECASE) if self.pattern else None
         object.__setattr__(self, "_regex", regex)
+        # Header and parameter names repeat on every request: decide each name once.
+        object.__setattr__(self, "_verdicts", {})
 
     @classmethod
     def from_option(cls, option: Redactor | Iterable[str] | bool | None) -> Redactor:
@@ -85,10 +89,16 @@ class Redactor:
 
     def is_secret(self, name: str) -> bool:
         """Return whether a header, query parameter or variable called *name* is secret."""
-        lowered = name.lower()
-        if lowered in self._names:
-            return True
-        return self._regex is not None and self._regex.search(lowered) is not None
+        verdict = self._verdicts.get(name)
+        if verdict is None:
+            lowered = name.lower()
+            verdict = lowered in self._names or (
+                self._regex is not None and self._regex.search(lowered) is not None
+            )
+            if len(self._verdicts) >= 4096:  # bounded: names come from clients
+                self._verdicts.clear()
+            self._verdicts[name] = verdict
+        return verdict
 
     def headers_of(self, raw: Sequence[tuple[bytes, bytes]] | None) -> tuple[tuple[str, str], ...]:
         """Decode ASGI headers (latin-1, as HTTP defines) and redact the secret ones.
@@ -125,6 +135,29 @@ class Redactor:
             secret = isinstance(key, str) and self.is_secret(key)
             out[key] = REDACTED if secret else self.value_of(item, depth + 1)
         return out
+
+    def raw_headers_of(
+        self, raw: Sequence[tuple[bytes, bytes]] | None
+    ) -> tuple[tuple[bytes, bytes], ...]:
+        """Like `headers_of` but keeps the bytes (decoding waits until a view asks).
+
+        This is the per-request path: each header name is judged once per process.
+        """
+        if not raw:
+            return ()
+        verdicts = self._verdicts
+        out: list[tuple[bytes, bytes]] = []
+        for item in raw:
+            try:
+                name, value = item
+                secret = verdicts.get(name)
+                if secret is None:
+                    secret = self.is_secret(bytes(name).decode("latin-1"))
+                    verdicts[name] = secret
+                out.append((name, _REDACTED_BYTES if secret else bytes(value)))
+            except Exception:
+                out.append((b"<malformed>", repr(item)[:200].encode("latin-1", "replace")))
+        return tuple(out)
 
     def query_of(self, raw: bytes | str | None) -> str:
         """Return the query string with the values of secret parameters redacted."""

@@ -23,7 +23,7 @@ import asyncio
 from collections.abc import Coroutine, Generator, Mapping
 from typing import TYPE_CHECKING, Any, final
 
-from ._context import task_ref
+from ._context import new_task_ref, task_ref
 from ._events import EventKind, TaskRef
 from ._frames import AwaitSite, walk
 from ._log import log_failure
@@ -215,9 +215,10 @@ class Stepper(Coroutine[Any, Any, Any]):
     def _started(self, rec: Recorder) -> None:
         """First step of a child task: it has an identity now, and it "starts"."""
         try:
-            self.ref = task_ref(asyncio.current_task())
+            task = asyncio.current_task()
         except RuntimeError:
-            self.ref = task_ref(None)
+            task = None
+        self.ref = new_task_ref(task.get_name()) if task is not None else task_ref(None)
         if self.parent is not None:
             fields: dict[str, Any] = {"parent": self.parent, "coro": self.__qualname__}
             if rec.response_done:
@@ -281,6 +282,19 @@ class Stepper(Coroutine[Any, Any, Any]):
         if rec.response_done:
             fields["after_response"] = True
         rec.add(_TASK_DONE, fields, self.ref)
+
+
+def ref_of(task: asyncio.Task[Any] | None, rec: Recorder | None) -> TaskRef:
+    """asgitrace's identity for *task*, cheaply: the request's own task and the tasks
+    the hook wrapped carry theirs; any other task gets one from the weak registry."""
+    if task is None:
+        return task_ref(None)
+    if rec is not None and task is rec.task_obj:
+        return rec.task
+    coro = task.get_coro()
+    if type(coro) is Stepper and coro.ref is not None:
+        return coro.ref
+    return task_ref(task)
 
 
 def _endpoint_code(rec: Recorder) -> Any:

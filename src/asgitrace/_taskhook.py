@@ -25,10 +25,10 @@ from collections.abc import Callable, Coroutine
 from contextvars import Context
 from typing import Any, Final
 
-from ._context import CURRENT, task_ref
+from ._context import CURRENT
 from ._log import log_failure
 from ._loopmon import LoopMonitor
-from ._stepper import Stepper
+from ._stepper import Stepper, ref_of
 
 __all__ = ["install", "monitor_of", "uninstall"]
 
@@ -53,7 +53,7 @@ def _wrap(coro: Any, mon: LoopMonitor, context: Context | None) -> Any:
     parent = None
     if rec is not None:
         try:
-            parent = task_ref(asyncio.current_task())
+            parent = ref_of(asyncio.current_task(), rec)
         except RuntimeError:  # no running loop (e.g. during asyncio.Runner shutdown)
             parent = rec.task
     return Stepper(coro, mon, rec, parent=parent)

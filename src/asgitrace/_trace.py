@@ -6,7 +6,6 @@ import enum
 import itertools
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, final
 
@@ -28,6 +27,10 @@ SCHEMA_VERSION: Final = 1
 """Version of the dictionary layout `Trace.to_dict` produces."""
 
 _seq = itertools.count(1)
+# Trace ids: a random per-process prefix and a counter. Unique across processes without
+# a random draw per request (os.urandom is a system call, ~9 µs on some VMs).
+_ID_PREFIX = os.urandom(5).hex()
+_ids = itertools.count(1)
 
 RawEvent = tuple[int, int, EventKind, TaskRef, "Mapping[str, Any] | Lazy"]
 """What the hot path appends: seq, t_ns, kind, task and the fields (possibly lazy)."""
@@ -87,6 +90,7 @@ class Recorder:
         "start_wall",
         "status",
         "task",
+        "task_obj",
         "type",
         "watcher",
     )
@@ -99,15 +103,17 @@ class Recorder:
         clock: Clock,
         limit: int,
         redactor: Redactor,
-        headers: tuple[tuple[str, str], ...] = (),
+        headers: tuple[tuple[Any, Any], ...] = (),
         query: str = "",
         on_finish: Callable[[Trace], None] | None = None,
         wall: float = 0.0,
         blocking_ns: int = 100_000_000,
         is_app: AppCode | None = None,
         watcher: Callable[[list[Any]], dict[str, str]] | None = None,
+        task_obj: Any = None,
     ) -> None:
         self.scope = scope
+        self.task_obj = task_obj
         self.type: str = str(scope.get("type"))
         self.method: str | None = scope.get("method")
         self.path: str = str(scope.get("path", ""))
@@ -120,7 +126,7 @@ class Recorder:
         self.events: list[RawEvent] = []
         self.dropped = 0
         self.status: int | None = None
-        self.response_headers: tuple[tuple[str, str], ...] = ()
+        self.response_headers: tuple[tuple[Any, Any], ...] = ()
         self.start_ns = clock()
         self.start_wall = wall
         self._on_finish = on_finish
@@ -151,7 +157,7 @@ class Recorder:
         self.events.append((next(_seq), end, kind, self.task, fields))
         route = self.scope.get("route")
         trace = Trace(
-            id=os.urandom(8).hex(),
+            id=f"{_ID_PREFIX}{next(_ids):06x}",
             type=self.type,
             method=self.method,
             path=self.path,
@@ -168,18 +174,28 @@ class Recorder:
         )
         self.events = []
         self.limit = 0  # late events (tasks that outlive the request) are not kept
+        self.task_obj = None
         if self._on_finish is not None:
             self._on_finish(trace)
         return trace
 
 
+def _text_pairs(pairs: tuple[tuple[Any, Any], ...]) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (
+            k.decode("latin-1") if isinstance(k, bytes) else str(k),
+            v.decode("latin-1") if isinstance(v, bytes) else str(v),
+        )
+        for k, v in pairs
+    )
+
+
 @final
-@dataclass(frozen=True, eq=False)
 class Trace:
     """Everything asgitrace recorded about one request, immutable once finished.
 
     Attributes:
-        id: Random hex id, unique across processes.
+        id: Hex id, unique across processes (a random per-process prefix and a counter).
         type: The ASGI scope type, ``"http"`` or ``"websocket"``.
         method: The HTTP method (``None`` for WebSockets).
         path: The request path.
@@ -192,25 +208,80 @@ class Trace:
         start_ns: Clock reading at arrival (the tracer's clock, nanoseconds).
         end_ns: Clock reading at the end.
         dropped: How many events did not fit under ``Tracer(max_events=...)``.
+        raw_events: The events as recorded (details not yet resolved).
 
     .. versionadded:: 0.1
     """
 
-    id: str
-    type: str
-    method: str | None
-    path: str
-    route: str | None
-    query: str
-    headers: tuple[tuple[str, str], ...]
-    response_headers: tuple[tuple[str, str], ...]
-    status: int | None
-    start: float
-    start_ns: int
-    end_ns: int
-    dropped: int
-    raw_events: tuple[RawEvent, ...] = field(repr=False)
-    _resolved: list[tuple[Event, ...]] = field(default_factory=list, repr=False, init=False)
+    # A plain slotted class rather than a frozen dataclass: building one is on every
+    # request's path, and frozen dataclasses pay an object.__setattr__ per field.
+    __slots__ = (
+        "_headers",
+        "_resolved",
+        "_response_headers",
+        "dropped",
+        "end_ns",
+        "id",
+        "method",
+        "path",
+        "query",
+        "raw_events",
+        "route",
+        "start",
+        "start_ns",
+        "status",
+        "type",
+    )
+
+    def __init__(
+        self,
+        *,
+        id: str,
+        type: str,
+        method: str | None,
+        path: str,
+        route: str | None,
+        query: str,
+        headers: tuple[tuple[Any, Any], ...],
+        response_headers: tuple[tuple[Any, Any], ...],
+        status: int | None,
+        start: float,
+        start_ns: int,
+        end_ns: int,
+        dropped: int,
+        raw_events: tuple[RawEvent, ...],
+    ) -> None:
+        self.id = id
+        self.type = type
+        self.method = method
+        self.path = path
+        self.route = route
+        self.query = query
+        self._headers = headers
+        self._response_headers = response_headers
+        self.status = status
+        self.start = start
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.dropped = dropped
+        self.raw_events = raw_events
+        self._resolved: tuple[Event, ...] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<Trace {self.id} {self.method or self.type} {self.path} status={self.status}"
+            f" outcome={self.outcome} events={len(self.raw_events)}>"
+        )
+
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """Request headers as text pairs (latin-1), secret values redacted."""
+        return _text_pairs(self._headers)
+
+    @property
+    def response_headers(self) -> tuple[tuple[str, str], ...]:
+        """Response headers as text pairs (latin-1), secret values redacted."""
+        return _text_pairs(self._response_headers)
 
     @property
     def duration_ns(self) -> int:
@@ -225,11 +296,12 @@ class Trace:
     @property
     def events(self) -> tuple[Event, ...]:
         """The events in order, with their details resolved (computed once, on first use)."""
-        if not self._resolved:
-            self._resolved.append(
-                tuple(Event(s, t, k, task, _resolve(f)) for s, t, k, task, f in self.raw_events)
+        resolved = self._resolved
+        if resolved is None:
+            resolved = self._resolved = tuple(
+                Event(s, t, k, task, _resolve(f)) for s, t, k, task, f in self.raw_events
             )
-        return self._resolved[0]
+        return resolved
 
     @property
     def kinds(self) -> tuple[EventKind, ...]:

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias, final
 
-from ._context import task_ref
+from ._context import new_task_ref, task_ref
 from ._frames import AppCode, snapshot
 from ._log import log_failure
 from ._redact import Redactor
@@ -215,11 +215,12 @@ class Tracer:
         query = scope.get("query_string", b"")
         return Recorder(
             scope=scope,
-            task=task_ref(task),
+            task=new_task_ref(task.get_name()) if task is not None else task_ref(None),
+            task_obj=task,
             clock=self.clock,
             limit=self.max_events,
             redactor=self.redactor,
-            headers=self.redactor.headers_of(scope.get("headers")),
+            headers=self.redactor.raw_headers_of(scope.get("headers")),
             query=self.redactor.query_of(query) if query else "",
             on_finish=self._finished,
             wall=time.time(),
