@@ -10,9 +10,11 @@ when a view asks.
 from __future__ import annotations
 
 import gc
+import io
 import linecache
 import os
 import sysconfig
+import tokenize
 import types
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -213,10 +215,22 @@ def walk(
 
 
 def source_line(filename: str, lineno: int | None) -> str:
-    """The stripped source line, or ``""`` when it cannot be read."""
+    """The stripped source line without its comment, or ``""`` when it cannot be read."""
     if not lineno:
         return ""
-    return linecache.getline(filename, lineno).strip()
+    return _without_comment(linecache.getline(filename, lineno).strip())
+
+
+def _without_comment(line: str) -> str:
+    if "#" not in line:
+        return line
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(line).readline):
+            if token.type == tokenize.COMMENT:
+                return line[: token.start[1]].rstrip()
+    except (tokenize.TokenError, SyntaxError):  # an unfinished line (a multi-line call)
+        pass
+    return line
 
 
 def _target_from_source(text: str) -> str | None:

@@ -351,6 +351,11 @@ def execution_steps(trace: Trace, *, detail: bool = False) -> list[Step]:
                 )
             )
     _fill_after(rows)
+    # A blocking step began with the framework code before the endpoint; the block the
+    # reader cares about starts no earlier than the row before it.
+    for i, row in enumerate(rows):
+        if row.kind == "blocked" and i:
+            row.t_ns = max(row.t_ns, rows[i - 1].t_ns)
     return [
         Step(
             number=n,

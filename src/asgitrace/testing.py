@@ -238,11 +238,14 @@ def _detail(
         where = f"no {noun}s left" + (f" after {noun} {start}" if start else "")
     elif exact:
         where = f"{noun} {start + 1} is {_event_text(events[start], noun)}"
+    elif start + 1 == total:
+        where = (
+            f"{noun} {total}, the last, does not match"
+            if start
+            else f"the only {noun} does not match"
+        )
     elif start:
-        span = f"{noun} {total}" if start + 1 == total else f"{noun}s {start + 1}-{total}"
-        where = f"none of {span} matches; the ones before matched up to {noun} {start}"
-    elif total == 1:
-        where = f"the only {noun} does not match"
+        where = f"none of {noun}s {start + 1}-{total} matches; earlier steps matched up to {noun} {start}"
     else:
         where = f"none of the {total} {noun}s matches"
     return (
