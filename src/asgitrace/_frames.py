@@ -124,6 +124,7 @@ class Walk:
     __slots__ = (
         "app_code",
         "app_line",
+        "app_obj",
         "leaf",
         "leaf_code",
         "saw_target",
@@ -136,6 +137,7 @@ class Walk:
         self.watched: dict[str, str] | None = None
         self.app_code: types.CodeType | None = None
         self.app_line: int | None = None
+        self.app_obj: Any = None
         self.leaf_code: types.CodeType | None = None
         self.leaf: Any = None
         self.timer_when: float | None = None
@@ -166,7 +168,8 @@ def walk(
     """Walk the chain of what *coro* awaits, down to the innermost awaitable.
 
     Args:
-        coro: The outermost coroutine (or asgitrace wrapper) of a suspended task.
+        coro: Where to start: the outermost coroutine (or asgitrace wrapper) of a
+            suspended task, or an app coroutine of that chain known to be suspended.
         is_app: The app-code rule.
         target: A code object to look for (the endpoint's); `Walk.saw_target` says
             whether the chain passes through it.
@@ -177,17 +180,26 @@ def walk(
     app_frames: list[types.FrameType] | None = [] if watch is not None else None
     app_frame: types.FrameType | None = None
     leaf_frame: types.FrameType | None = None
+    verdicts = is_app._cache
     obj = coro
     for _ in range(limit):
-        frame, nxt = _next_in_chain(obj)
+        if type(obj) is _CoroutineType:  # the common case, inlined
+            frame = obj.cr_frame
+            nxt = obj.cr_await
+        else:
+            frame, nxt = _next_in_chain(obj)
         if frame is None:
             result.leaf = obj
             break
         code = frame.f_code
         if code is target:
             result.saw_target = True
-        if is_app(code):
+        app = verdicts.get(code)
+        if app is None:
+            app = is_app(code)
+        if app:
             app_frame = frame
+            result.app_obj = obj
             if app_frames is not None:
                 app_frames.append(frame)
         else:
@@ -195,6 +207,7 @@ def walk(
             if code.co_name in _THREAD_NAMES and result.thread_func is None:
                 result.thread_func = frame.f_locals.get("func")
         if nxt is None:
+            result.leaf = obj
             break
         obj = nxt
     if watch is not None and app_frames:

@@ -135,10 +135,6 @@ class LoopMonitor:
             fields["after_response"] = True
         rec.add(EventKind.BLOCKED, _BlockedFields(fields), ref)
 
-    def other_work(self, since: int) -> OtherWork:
-        """What ran on the loop between step number *since* and the step just begun."""
-        return OtherWork(self, since, self.steps - 1)
-
     def overdue(self, now: int) -> bool:
         """(Watchdog thread) Is a step running past the threshold and not yet sampled?"""
         return bool(

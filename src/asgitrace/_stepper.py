@@ -21,18 +21,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine, Generator, Mapping
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, final
 
 from ._context import new_task_ref, task_ref
 from ._events import EventKind, TaskRef
 from ._frames import AwaitSite, walk
 from ._log import log_failure
-from ._trace import Lazy
+from ._loopmon import OtherWork
+from ._trace import Lazy, _seq
 
 if TYPE_CHECKING:
     from types import CodeType, FrameType, TracebackType
 
-    from ._loopmon import LoopMonitor, OtherWork
+    from ._loopmon import LoopMonitor
     from ._trace import Recorder
 
 __all__ = ["Stepper"]
@@ -46,17 +48,35 @@ _SPAWNED = EventKind.SPAWNED
 
 
 class _Resumed(Lazy):
-    __slots__ = ("base", "other", "owner")
+    """Fields of a ``resumed`` event: raw numbers now, "what else ran" when asked."""
 
-    def __init__(self, base: dict[str, Any], other: OtherWork | None, owner: int) -> None:
-        self.base = base
-        self.other = other
+    __slots__ = ("end", "lag", "late", "mon", "owner", "start", "waited")
+
+    def __init__(
+        self,
+        waited: int,
+        lag: int | None,
+        late: bool,
+        mon: LoopMonitor | None,
+        start: int,
+        end: int,
+        owner: int,
+    ) -> None:
+        self.waited = waited
+        self.lag = lag
+        self.late = late
+        self.mon = mon
+        self.start = start
+        self.end = end
         self.owner = owner
 
     def resolve(self) -> Mapping[str, Any]:
-        if self.other is None:
-            return self.base
-        return {**self.base, **self.other.resolve(self.owner)}
+        fields: dict[str, Any] = {"waited_ns": self.waited, "lag_ns": self.lag}
+        if self.late:
+            fields["after_response"] = True
+        if self.mon is not None:
+            fields.update(OtherWork(self.mon, self.start, self.end).resolve(self.owner))
+        return fields
 
 
 @final
@@ -64,6 +84,7 @@ class Stepper(Coroutine[Any, Any, Any]):
     """A coroutine wrapper that records each step of the coroutine it drives."""
 
     __slots__ = (
+        "_app_obj",
         "_loop",
         "coro",
         "mon",
@@ -96,6 +117,7 @@ class Stepper(Coroutine[Any, Any, Any]):
         self.timer_when: float | None = None
         self.steps_at_suspend = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._app_obj: Any = None
 
     # -- the coroutine protocol -------------------------------------------------------
 
@@ -229,7 +251,20 @@ class Stepper(Coroutine[Any, Any, Any]):
         endpoint = rec.endpoint_code
         if endpoint is None and self.request_task and not rec.entered:
             endpoint = rec.endpoint_code = _endpoint_code(rec)
-        w = walk(self.coro, rec.is_app, endpoint, watch=rec.watcher)
+        # The innermost app coroutine of the last suspension, if it is still suspended,
+        # is on this task's awaiting chain: start there instead of walking the ~20
+        # framework wrappers above it again.
+        start = self._app_obj
+        if (
+            start is None
+            or start.cr_await is None
+            or rec.watcher is not None
+            or (endpoint is not None and not rec.entered)
+        ):
+            start = self.coro
+        w = walk(start, rec.is_app, endpoint, watch=rec.watcher)
+        app_obj = w.app_obj
+        self._app_obj = app_obj if type(app_obj) is CoroutineType else None
         ref = self.ref or rec.task
         if w.saw_target and not rec.entered:
             # Derived, not observed: the endpoint started during the step that just ended.
@@ -239,8 +274,6 @@ class Stepper(Coroutine[Any, Any, Any]):
         self.timer_when = w.timer_when
         t = rec.clock()
         if len(rec.events) + 2 <= rec.limit:
-            from ._trace import _seq
-
             rec.events.append((next(_seq), t, _AWAITING, ref, site))
             yielded: dict[str, Any] = {"ready": self._ready()}
             if rec.response_done:
@@ -261,16 +294,20 @@ class Stepper(Coroutine[Any, Any, Any]):
 
     def _resumed(self, rec: Recorder, mon: LoopMonitor | None) -> None:
         t = rec.clock()
-        fields: dict[str, Any] = {"waited_ns": t - self.t_suspend, "lag_ns": None}
+        lag = None
         if self.timer_when is not None and self._loop is not None:
-            fields["lag_ns"] = max(int((self._loop.time() - self.timer_when) * 1e9), 0)
+            lag = max(int((self._loop.time() - self.timer_when) * 1e9), 0)
             self.timer_when = None
-        if rec.response_done:
-            fields["after_response"] = True
-        other = None
-        if mon is not None:
-            other = mon.other_work(self.steps_at_suspend)
-        rec.add(_RESUMED, _Resumed(fields, other, rec.task.id), self.ref or rec.task)
+        # Steps between the suspension and this resume (whose own step has begun).
+        end = mon.steps - 1 if mon is not None else 0
+        fields = _Resumed(
+            t - self.t_suspend, lag, rec.response_done, mon, self.steps_at_suspend, end,
+            rec.task.id,
+        )  # fmt: skip
+        if len(rec.events) < rec.limit:
+            rec.events.append((next(_seq), t, _RESUMED, self.ref or rec.task, fields))
+        else:
+            rec.dropped += 1
         self.t_suspend = 0
 
     def _done(self, rec: Recorder | None, outcome: str, exception: str | None = None) -> None:

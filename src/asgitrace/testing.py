@@ -50,7 +50,7 @@ a mapping of ``awaiting`` fields to values (``{"target": "asyncio.sleep",
 "cooperative": False}``), or a set of texts for awaits that happen in any order.
 """
 
-FIX_BLOCKING: str = (
+_FIX_BLOCKING: str = (
     "While one step runs, the event loop serves nothing else: every other request waits.\n"
     "Await an async equivalent (asyncio.sleep, an async client or driver), or move the\n"
     "blocking call to a thread (await asyncio.to_thread(...), or a plain `def` endpoint)."
@@ -245,7 +245,10 @@ def _detail(
             else f"the only {noun} does not match"
         )
     elif start:
-        where = f"none of {noun}s {start + 1}-{total} matches; earlier steps matched up to {noun} {start}"
+        where = (
+            f"none of {noun}s {start + 1}-{total} matches; "
+            f"earlier steps matched up to {noun} {start}"
+        )
     else:
         where = f"none of the {total} {noun}s matches"
     return (
@@ -333,7 +336,7 @@ def _blocking_message(
             lines.append(f"      {event.get('code')}")
         elif not event.get("file"):
             lines.append("      (the watchdog sampled no stack during this step)")
-    lines += ["", FIX_BLOCKING]
+    lines += ["", _FIX_BLOCKING]
     if hint:
         lines += ["", hint]
     for trace in traces[:_MAX_TABLES]:
