@@ -20,14 +20,15 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from ._log import log_failure
-from ._trace import Lazy
+from ._trace import RESOLVERS
 
 __all__ = [
     "AppCode",
-    "AwaitSite",
     "CodeRule",
     "Walk",
+    "await_site",
     "default_is_app_file",
+    "resolve_await",
     "source_line",
     "walk",
 ]
@@ -283,59 +284,48 @@ def _callable_name(func: Any) -> str:
     return str(name) if name else type(func).__qualname__
 
 
-class AwaitSite(Lazy):
-    """The lazily resolved fields of an ``awaiting`` event."""
+def await_site(w: Walk, cooperative: bool, is_app: AppCode) -> tuple[Any, ...]:
+    """The raw fields of an ``awaiting`` event: atoms only (see `_trace.RawEvent`)."""
+    thread = _thread_target(w.thread_func, is_app) if w.thread_func is not None else None
+    leaf_type = type(w.leaf).__name__ if w.leaf is not None else None
+    return (
+        "awaiting", w.app_code, w.app_line, w.leaf_code, leaf_type, thread, cooperative,
+        w.watched,
+    )  # fmt: skip
 
-    __slots__ = (
-        "app_code",
-        "app_line",
-        "cooperative",
-        "is_app",
-        "leaf_code",
-        "leaf_type",
-        "thread_func",
-        "watched",
-    )
 
-    def __init__(self, w: Walk, cooperative: bool, is_app: AppCode) -> None:
-        self.is_app = is_app
-        self.watched = w.watched
-        self.app_code = w.app_code
-        self.app_line = w.app_line
-        self.leaf_code = w.leaf_code
-        self.leaf_type = type(w.leaf).__name__ if w.leaf is not None else None
-        self.thread_func = w.thread_func
-        self.cooperative = cooperative
+def resolve_await(raw: tuple[Any, ...], context: Any) -> Mapping[str, Any]:
+    """The fields of an ``awaiting`` event, from `await_site`'s raw tuple."""
+    _, code, line, leaf, leaf_type, thread, cooperative, watched = raw
+    fields: dict[str, Any] = {}
+    text = ""
+    if code is not None:
+        text = source_line(code.co_filename, line)
+        fields["function"] = getattr(code, "co_qualname", code.co_name)
+        fields["file"] = code.co_filename
+        fields["line"] = line
+        fields["code"] = text
+    if leaf is not None:
+        fields["via"] = f"{leaf.co_name} ({os.path.basename(leaf.co_filename)})"
+    if thread is not None:
+        fields["thread"] = thread
+        fields["target"] = f"{thread}() in a worker thread"
+        if code is None:
+            fields["function"] = thread
+    else:
+        target = _target_from_source(text)
+        if target is None:
+            target = f"{leaf.co_name}()" if leaf is not None else (leaf_type or "?")
+        fields["target"] = target
+    fields["cooperative"] = cooperative
+    if watched:
+        fields["watched"] = watched
+    if cooperative:
+        fields["target"] = f"{fields['target']} (cooperative yield)"
+    return fields
 
-    def resolve(self) -> Mapping[str, Any]:
-        fields: dict[str, Any] = {}
-        code = self.app_code
-        text = ""
-        if code is not None:
-            text = source_line(code.co_filename, self.app_line)
-            fields["function"] = getattr(code, "co_qualname", code.co_name)
-            fields["file"] = code.co_filename
-            fields["line"] = self.app_line
-            fields["code"] = text
-        leaf = self.leaf_code
-        if leaf is not None:
-            fields["via"] = f"{leaf.co_name} ({os.path.basename(leaf.co_filename)})"
-        if self.thread_func is not None:
-            fields["thread"] = _thread_target(self.thread_func, self.is_app)
-            fields["target"] = f"{fields['thread']}() in a worker thread"
-            if code is None:
-                fields["function"] = fields["thread"]
-        else:
-            target = _target_from_source(text)
-            if target is None:
-                target = f"{leaf.co_name}()" if leaf is not None else (self.leaf_type or "?")
-            fields["target"] = target
-        fields["cooperative"] = self.cooperative
-        if self.watched:
-            fields["watched"] = self.watched
-        if self.cooperative:
-            fields["target"] = f"{fields['target']} (cooperative yield)"
-        return fields
+
+RESOLVERS["awaiting"] = resolve_await
 
 
 def snapshot(

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._events import EventKind, TaskRef
 from ._log import log_failure
-from ._trace import Lazy
+from ._trace import RESOLVERS
 
 if TYPE_CHECKING:
     from ._trace import Recorder
@@ -69,6 +69,7 @@ class LoopMonitor:
         "step_late",
         "step_rec",
         "step_ref",
+        "step_reported",
         "step_start",
         "steps",
         "thread_id",
@@ -84,6 +85,7 @@ class LoopMonitor:
         self.step_ref: TaskRef | None = None
         self.step_rec: Recorder | None = None
         self.step_late = False
+        self.step_reported = False
         # ring[i % RING] = (task id, id of the request task it serves or 0, duration ns)
         self.ring: list[tuple[int, int, int]] = [(0, 0, 0)] * RING
         self.sample: tuple[tuple[str, int, str], ...] = ()
@@ -103,6 +105,7 @@ class LoopMonitor:
         self.steps += 1
         self.step_ref = ref
         self.step_rec = rec
+        self.step_reported = False
         self.step_late = rec is not None and rec.response_done
         self.step_start = _clock()
         return True
@@ -110,14 +113,27 @@ class LoopMonitor:
     def end(self, opened: bool) -> None:
         """The step that `begin` opened (or attributed) ends."""
         self.depth -= 1
+        rec = self.step_rec
         if not opened:
+            # The traced part of a step nested in a hooked task's step ends. Judge the
+            # block now: the request may finish before the outer step does, and a late
+            # `blocked` event would be dropped with it.
+            if rec is not None and not self.step_reported:
+                duration = _clock() - self.step_start
+                if duration >= self.threshold_ns and duration >= rec.blocking_ns:
+                    self.step_reported = True
+                    self._blocked(rec, self.step_ref, duration)
             return
         duration = _clock() - self.step_start
         ref = self.step_ref
-        rec = self.step_rec
         owner = rec.task.id if rec is not None else 0
         self.ring[self.steps % RING] = (ref.id if ref is not None else 0, owner, duration)
-        if duration >= self.threshold_ns and rec is not None and duration >= rec.blocking_ns:
+        if (
+            rec is not None
+            and not self.step_reported
+            and duration >= self.threshold_ns
+            and duration >= rec.blocking_ns
+        ):
             self._blocked(rec, ref, duration)
         self.step_rec = None
 
@@ -133,7 +149,7 @@ class LoopMonitor:
             fields.update(file=culprit[0], line=culprit[1], function=culprit[2])
         if self.step_late:
             fields["after_response"] = True
-        rec.add(EventKind.BLOCKED, _BlockedFields(fields), ref)
+        rec.add(EventKind.BLOCKED, ("blocked", fields), ref)
 
     def overdue(self, now: int) -> bool:
         """(Watchdog thread) Is a step running past the threshold and not yet sampled?"""
@@ -144,20 +160,17 @@ class LoopMonitor:
         )
 
 
-class _BlockedFields(Lazy):
-    __slots__ = ("fields",)
+def _resolve_blocked(raw: tuple[Any, ...], context: Any) -> Mapping[str, Any]:
+    from ._frames import source_line
 
-    def __init__(self, fields: dict[str, Any]) -> None:
-        self.fields = fields
+    fields = dict(raw[1])
+    if "file" in fields:
+        fields["code"] = source_line(fields["file"], fields["line"])
+    fields["stack"] = tuple(f"{f}:{n} in {fn}" for f, n, fn in fields["stack"])
+    return fields
 
-    def resolve(self) -> Mapping[str, Any]:
-        from ._frames import source_line
 
-        fields = dict(self.fields)
-        if "file" in fields:
-            fields["code"] = source_line(fields["file"], fields["line"])
-        fields["stack"] = tuple(f"{f}:{n} in {fn}" for f, n, fn in fields["stack"])
-        return fields
+RESOLVERS["blocked"] = _resolve_blocked
 
 
 class OtherWork:

@@ -173,10 +173,13 @@ class TraceMiddleware:
             return awaitable
         try:
             loop = asyncio.get_running_loop()
-            mon = monitor_of(loop) or install(loop, rec.blocking_ns)
+            mon = monitor_of(loop)
+            if mon is None or mon.threshold_ns > rec.blocking_ns:
+                mon = install(loop, rec.blocking_ns)
         except Exception as exc:
             log_failure("task hook", exc)
             mon = None
+        rec.mon = mon
         return Stepper(awaitable, mon, rec, rec.task, request_task=True)
 
     def _open(self, scope: Scope) -> Recorder | None:

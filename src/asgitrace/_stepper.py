@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any, final
 
 from ._context import new_task_ref, task_ref
 from ._events import EventKind, TaskRef
-from ._frames import AwaitSite, walk
+from ._frames import await_site, walk
 from ._log import log_failure
 from ._loopmon import OtherWork
-from ._trace import Lazy, _seq
+from ._trace import RESOLVERS, _seq
 
 if TYPE_CHECKING:
     from types import CodeType, FrameType, TracebackType
@@ -45,38 +45,6 @@ _RESUMED = EventKind.RESUMED
 _TASK_DONE = EventKind.TASK_DONE
 _ENTERED = EventKind.ENTERED
 _SPAWNED = EventKind.SPAWNED
-
-
-class _Resumed(Lazy):
-    """Fields of a ``resumed`` event: raw numbers now, "what else ran" when asked."""
-
-    __slots__ = ("end", "lag", "late", "mon", "owner", "start", "waited")
-
-    def __init__(
-        self,
-        waited: int,
-        lag: int | None,
-        late: bool,
-        mon: LoopMonitor | None,
-        start: int,
-        end: int,
-        owner: int,
-    ) -> None:
-        self.waited = waited
-        self.lag = lag
-        self.late = late
-        self.mon = mon
-        self.start = start
-        self.end = end
-        self.owner = owner
-
-    def resolve(self) -> Mapping[str, Any]:
-        fields: dict[str, Any] = {"waited_ns": self.waited, "lag_ns": self.lag}
-        if self.late:
-            fields["after_response"] = True
-        if self.mon is not None:
-            fields.update(OtherWork(self.mon, self.start, self.end).resolve(self.owner))
-        return fields
 
 
 @final
@@ -242,9 +210,9 @@ class Stepper(Coroutine[Any, Any, Any]):
             task = None
         self.ref = new_task_ref(task.get_name()) if task is not None else task_ref(None)
         if self.parent is not None:
-            fields: dict[str, Any] = {"parent": self.parent, "coro": self.__qualname__}
-            if rec.response_done:
-                fields["after_response"] = True
+            parent = self.parent
+            late = rec.response_done
+            fields = ("spawned", parent.id, parent.name, self.__qualname__, late)
             rec.add(_SPAWNED, fields, self.ref)
 
     def _suspended(self, rec: Recorder, result: Any, mon: LoopMonitor | None) -> None:
@@ -270,15 +238,15 @@ class Stepper(Coroutine[Any, Any, Any]):
             # Derived, not observed: the endpoint started during the step that just ended.
             rec.entered = True
             rec.add(_ENTERED, _entered_fields(endpoint, derived=True), ref)
-        site = AwaitSite(w, result is None, rec.is_app)
+        site = await_site(w, result is None, rec.is_app)
         self.timer_when = w.timer_when
         t = rec.clock()
         if len(rec.events) + 2 <= rec.limit:
-            rec.events.append((next(_seq), t, _AWAITING, ref, site))
+            rec.events.append((next(_seq), t, "awaiting", ref.id, ref.name, site))
             yielded: dict[str, Any] = {"ready": self._ready()}
             if rec.response_done:
                 yielded["after_response"] = True
-            rec.events.append((next(_seq), t, _YIELDED, ref, yielded))
+            rec.events.append((next(_seq), t, "yielded", ref.id, ref.name, yielded))
         else:
             rec.dropped += 2
         self.t_suspend = t
@@ -300,12 +268,13 @@ class Stepper(Coroutine[Any, Any, Any]):
             self.timer_when = None
         # Steps between the suspension and this resume (whose own step has begun).
         end = mon.steps - 1 if mon is not None else 0
-        fields = _Resumed(
-            t - self.t_suspend, lag, rec.response_done, mon, self.steps_at_suspend, end,
+        fields = (
+            "resumed", t - self.t_suspend, lag, rec.response_done, self.steps_at_suspend, end,
             rec.task.id,
         )  # fmt: skip
         if len(rec.events) < rec.limit:
-            rec.events.append((next(_seq), t, _RESUMED, self.ref or rec.task, fields))
+            ref = self.ref or rec.task
+            rec.events.append((next(_seq), t, "resumed", ref.id, ref.name, fields))
         else:
             rec.dropped += 1
         self.t_suspend = 0
@@ -319,6 +288,28 @@ class Stepper(Coroutine[Any, Any, Any]):
         if rec.response_done:
             fields["after_response"] = True
         rec.add(_TASK_DONE, fields, self.ref)
+
+
+def _resolve_resumed(raw: tuple[Any, ...], mon: Any) -> Mapping[str, Any]:
+    _, waited, lag, late, start, end, owner = raw
+    fields: dict[str, Any] = {"waited_ns": waited, "lag_ns": lag}
+    if late:
+        fields["after_response"] = True
+    if mon is not None:
+        fields.update(OtherWork(mon, start, end).resolve(owner))
+    return fields
+
+
+def _resolve_spawned(raw: tuple[Any, ...], context: Any) -> Mapping[str, Any]:
+    _, parent_id, parent_name, coro, late = raw
+    fields: dict[str, Any] = {"parent": TaskRef(parent_id, parent_name), "coro": coro}
+    if late:
+        fields["after_response"] = True
+    return fields
+
+
+RESOLVERS["resumed"] = _resolve_resumed
+RESOLVERS["spawned"] = _resolve_spawned
 
 
 def ref_of(task: asyncio.Task[Any] | None, rec: Recorder | None) -> TaskRef:

@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from ._context import CURRENT
 from ._log import log_failure
-from ._loopmon import LoopMonitor
+from ._loopmon import _WATCHDOG, LoopMonitor
 from ._stepper import Stepper, ref_of
 
 __all__ = ["install", "monitor_of", "uninstall"]
@@ -72,7 +72,9 @@ def install(loop: asyncio.AbstractEventLoop, threshold_ns: int) -> LoopMonitor:
     previous = loop.get_task_factory()
     existing = getattr(previous, _MARK, None)
     if isinstance(existing, LoopMonitor):
-        existing.threshold_ns = min(existing.threshold_ns, threshold_ns)
+        if threshold_ns < existing.threshold_ns:  # a stricter tracer on the same loop
+            existing.threshold_ns = threshold_ns
+            _WATCHDOG.watch(existing)  # so that it samples often enough for it
         return existing
     mon = LoopMonitor(threshold_ns)
     factory: Any

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ._redact import Redactor
     from ._types import Clock
 
-__all__ = ["SCHEMA_VERSION", "Lazy", "RawEvent", "Recorder", "Trace"]
+__all__ = ["RESOLVERS", "SCHEMA_VERSION", "RawEvent", "Recorder", "Resolver", "Trace"]
 
 SCHEMA_VERSION: Final = 1
 """Version of the dictionary layout `Trace.to_dict` produces."""
@@ -32,30 +32,35 @@ _seq = itertools.count(1)
 _ID_PREFIX = os.urandom(5).hex()
 _ids = itertools.count(1)
 
-RawEvent = tuple[int, int, EventKind, TaskRef, "Mapping[str, Any] | Lazy"]
-"""What the hot path appends: seq, t_ns, kind, task and the fields (possibly lazy)."""
+RawEvent = tuple[int, int, str, int, str, Any]
+"""What the hot path appends: seq, t_ns, kind, task id, task name and the fields.
+
+Only atoms (ints, strings, code objects, ...) and atom-only dicts and tuples go in, so
+that the garbage collector stops tracking a stored trace after one pass: a ring of
+finished traces must not make every full collection slower (that showed as p99
+latency). The fields are a dict, or a tuple ``(resolver, *raw)`` resolved by
+``RESOLVERS[resolver]`` when a view first reads `Trace.events`.
+"""
+
+Resolver = Callable[[tuple[Any, ...], Any], Mapping[str, Any]]
+"""Turns lazy raw fields (and the trace's capture context) into the event's fields."""
+
+RESOLVERS: dict[str, Resolver] = {}
+"""Registered by the capture modules: the key is the first item of the lazy tuple."""
+
+# Keyed by the enum members, which hash and compare as their values: plain strings
+# ("sent") find their entry too.
+_KIND_TEXT: Final[dict[EventKind | str, str]] = {kind: kind.value for kind in EventKind}
+_KIND_OF: Final = {kind.value: kind for kind in EventKind}
 
 
-class Lazy:
-    """Fields that are expensive to compute and are resolved only when a view asks.
-
-    The capture layer stores the cheap raw material (code objects, line numbers) in a
-    subclass and implements `resolve`; `Trace.events` calls it once.
-    """
-
-    __slots__ = ()
-
-    def resolve(self) -> Mapping[str, Any]:
-        raise NotImplementedError
-
-
-def _resolve(fields: Mapping[str, Any] | Lazy) -> Mapping[str, Any]:
-    if isinstance(fields, Lazy):
+def _resolve(fields: Any, context: Any) -> Mapping[str, Any]:
+    if type(fields) is tuple:
         try:
-            return MappingProxyType(dict(fields.resolve()))
+            return MappingProxyType(dict(RESOLVERS[fields[0]](fields, context)))
         except Exception as exc:
             log_failure("resolving event details", exc)
-            return MappingProxyType({"unresolved": type(fields).__name__})
+            return MappingProxyType({"unresolved": str(fields[0])})
     return MappingProxyType(dict(fields))
 
 
@@ -79,6 +84,7 @@ class Recorder:
         "is_app",
         "limit",
         "method",
+        "mon",
         "path",
         "query",
         "redactor",
@@ -114,6 +120,7 @@ class Recorder:
     ) -> None:
         self.scope = scope
         self.task_obj = task_obj
+        self.mon: Any = None
         self.type: str = str(scope.get("type"))
         self.method: str | None = scope.get("method")
         self.path: str = str(scope.get("path", ""))
@@ -142,19 +149,24 @@ class Recorder:
         self.endpoint_code: Any = None
         self.watcher: Callable[[list[Any]], dict[str, str]] | None = watcher
 
-    def add(
-        self, kind: EventKind, fields: Mapping[str, Any] | Lazy, task: TaskRef | None = None
-    ) -> None:
-        """Record one event now (in *task*, by default the request's own task)."""
+    def add(self, kind: EventKind | str, fields: Any, task: TaskRef | None = None) -> None:
+        """Record one event now (in *task*, by default the request's own task).
+
+        *fields* is a dict of atoms, or a lazy tuple (see `RawEvent`).
+        """
         if len(self.events) < self.limit:
-            self.events.append((next(_seq), self.clock(), kind, task or self.task, fields))
+            task = task or self.task
+            self.events.append(
+                (next(_seq), self.clock(), _KIND_TEXT[kind], task.id, task.name, fields)
+            )
         else:
             self.dropped += 1
 
     def finish(self, kind: EventKind, fields: Mapping[str, Any]) -> Trace:
         """Close the trace with a terminal event and hand it to the tracer."""
         end = self.clock()
-        self.events.append((next(_seq), end, kind, self.task, fields))
+        task = self.task
+        self.events.append((next(_seq), end, _KIND_TEXT[kind], task.id, task.name, fields))
         route = self.scope.get("route")
         trace = Trace(
             id=f"{_ID_PREFIX}{next(_ids):06x}",
@@ -171,6 +183,7 @@ class Recorder:
             end_ns=end,
             dropped=self.dropped,
             raw_events=tuple(self.events),
+            context=self.mon,
         )
         self.events = []
         self.limit = 0  # late events (tasks that outlive the request) are not kept
@@ -216,6 +229,7 @@ class Trace:
     # A plain slotted class rather than a frozen dataclass: building one is on every
     # request's path, and frozen dataclasses pay an object.__setattr__ per field.
     __slots__ = (
+        "_context",
         "_headers",
         "_resolved",
         "_response_headers",
@@ -250,6 +264,7 @@ class Trace:
         end_ns: int,
         dropped: int,
         raw_events: tuple[RawEvent, ...],
+        context: Any = None,
     ) -> None:
         self.id = id
         self.type = type
@@ -265,6 +280,7 @@ class Trace:
         self.end_ns = end_ns
         self.dropped = dropped
         self.raw_events = raw_events
+        self._context = context
         self._resolved: tuple[Event, ...] | None = None
 
     def __repr__(self) -> str:
@@ -298,15 +314,24 @@ class Trace:
         """The events in order, with their details resolved (computed once, on first use)."""
         resolved = self._resolved
         if resolved is None:
+            tasks: dict[int, TaskRef] = {}
+            context = self._context
             resolved = self._resolved = tuple(
-                Event(s, t, k, task, _resolve(f)) for s, t, k, task, f in self.raw_events
+                Event(
+                    s,
+                    t,
+                    _KIND_OF[k],
+                    tasks.get(tid) or tasks.setdefault(tid, TaskRef(tid, tname)),
+                    _resolve(f, context),
+                )
+                for s, t, k, tid, tname, f in self.raw_events
             )
         return resolved
 
     @property
     def kinds(self) -> tuple[EventKind, ...]:
         """The kind of every event, in order."""
-        return tuple(e[2] for e in self.raw_events)
+        return tuple(_KIND_OF[e[2]] for e in self.raw_events)
 
     @property
     def outcome(self) -> str:
@@ -315,14 +340,14 @@ class Trace:
         ``disconnected`` means the client went away before the response was complete
         while the app itself returned normally.
         """
-        last = self.raw_events[-1][2].value
+        last = self.raw_events[-1][2]
         if last != "completed":
             return last
         body_done = False
-        for _, _, kind, _, fields in self.raw_events:
-            if kind is EventKind.SENT and isinstance(fields, Mapping):
+        for _, _, kind, _, _, fields in self.raw_events:
+            if kind == "sent" and isinstance(fields, Mapping):
                 body_done = body_done or _ends_response(fields)
-            elif kind is EventKind.DISCONNECTED and not body_done:
+            elif kind == "disconnected" and not body_done:
                 return "disconnected"
         return "completed"
 
@@ -335,7 +360,8 @@ class Trace:
     @property
     def task(self) -> TaskRef:
         """The task that served the request."""
-        return self.raw_events[-1][3]
+        last = self.raw_events[-1]
+        return TaskRef(last[3], last[4])
 
     def of_kind(self, *kinds: str | EventKind) -> tuple[Event, ...]:
         """Return the events of the given kinds, in order."""
@@ -412,8 +438,9 @@ class Trace:
                 (
                     int(e["seq"]),
                     int(e["t_ns"]),
-                    EventKind(e["kind"]),
-                    TaskRef(int(e["task"]["id"]), str(e["task"]["name"])),
+                    EventKind(e["kind"]).value,
+                    int(e["task"]["id"]),
+                    str(e["task"]["name"]),
                     _unjson_fields(e["fields"]),
                 )
                 for e in data["events"]

@@ -271,15 +271,16 @@ def _blocking_message(item: pytest.Item, tracer: Tracer) -> str | None:
     if not blocked:
         return None
     hint = (
-        f"The limit comes from {settings.source}. Change it with "
-        "@pytest.mark.asgitrace(max_blocking_ms=...); max_blocking_ms=None turns the "
-        "check off for a test."
+        f"The limit comes from {settings.source}.\n"
+        "Change it with @pytest.mark.asgitrace(max_blocking_ms=...); max_blocking_ms=None\n"
+        "turns the check off for a test."
     )
     return "asgitrace: " + str(BlockingError(blocked, settings.max_blocking_ms / 1000, hint=hint))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    item.stash[_FAILED_BY_BLOCKING] = False  # a rerun starts afresh
     result = yield  # a test that failed by itself is reported as is (see makereport)
     tracer = _tracer_of(item)
     if tracer is not None:
