@@ -62,6 +62,7 @@ class LoopMonitor:
 
     __slots__ = (
         "__weakref__",
+        "active",
         "depth",
         "ring",
         "sample",
@@ -79,6 +80,7 @@ class LoopMonitor:
     def __init__(self, threshold_ns: int) -> None:
         self.thread_id = threading.get_ident()
         self.threshold_ns = threshold_ns
+        self.active = 0  # traced requests in flight on this loop
         self.depth = 0
         self.steps = 0
         self.step_start = 0

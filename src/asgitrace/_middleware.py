@@ -163,6 +163,8 @@ class TraceMiddleware:
             _finish(rec, EventKind.COMPLETED, {"status": rec.status})
         finally:
             CURRENT.reset(token)
+            if rec.mon is not None:
+                rec.mon.active -= 1
             if _entry.AVAILABLE:
                 _watch_endpoint(scope)
 
@@ -179,7 +181,9 @@ class TraceMiddleware:
         except Exception as exc:
             log_failure("task hook", exc)
             mon = None
-        rec.mon = mon
+        if mon is not None:
+            rec.mon = mon
+            mon.active += 1
         return Stepper(awaitable, mon, rec, rec.task, request_task=True)
 
     def _open(self, scope: Scope) -> Recorder | None:

@@ -47,9 +47,13 @@ def monitor_of(loop: asyncio.AbstractEventLoop) -> LoopMonitor | None:
 
 
 def _wrap(coro: Any, mon: LoopMonitor, context: Context | None) -> Any:
+    rec = context.get(CURRENT) if context is not None else CURRENT.get()
+    if rec is None and not mon.active:
+        # No traced request is in flight on this loop: nobody will ask what this task
+        # did, so it is not wrapped at all (unsampled traffic stays nearly free).
+        return coro
     if not asyncio.iscoroutine(coro) or isinstance(coro, Stepper):
         return coro
-    rec = context.get(CURRENT) if context is not None else CURRENT.get()
     parent = None
     if rec is not None:
         try:
@@ -90,10 +94,14 @@ def install(loop: asyncio.AbstractEventLoop, threshold_ns: int) -> LoopMonitor:
         def factory(
             loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
         ) -> asyncio.Future[Any]:
-            wrapped = _wrap_safely(coro, mon, kwargs)
+            # Fast path first: no traced request in flight and none bound here.
+            context = kwargs.get("context")
+            bound = context.get(CURRENT) if context is not None else CURRENT.get()
+            if mon.active or bound is not None:
+                coro = _wrap_safely(coro, mon, kwargs)
             if previous is None:
-                return asyncio.Task(wrapped, loop=loop, **kwargs)
-            task: asyncio.Future[Any] = previous(loop, wrapped, **kwargs)
+                return asyncio.Task(coro, loop=loop, **kwargs)
+            task: asyncio.Future[Any] = previous(loop, coro, **kwargs)
             return task
 
     setattr(factory, _MARK, mon)

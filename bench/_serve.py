@@ -1,0 +1,82 @@
+"""Serve one variant of the benchmark app with uvicorn on 127.0.0.1, on a free port.
+
+Run by ``bench/run.py`` in a subprocess, so that the load generator never shares the
+server's event loop or core::
+
+    python bench/_serve.py --variant traced --loop uvloop --endpoints hello,three,sync
+
+It binds port 0 itself, prints ``PORT <n>`` on stdout as soon as the socket listens, and
+serves until SIGTERM/SIGINT or until its stdin closes (the parent died): no orphan servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import threading
+
+import uvicorn
+from _apps import ENDPOINTS, VARIANTS, add_traces_route, build_app, make_tracer, wrap
+
+_EXIT_GRACE = 5.0
+"""Seconds a shutdown may take before the process exits hard."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of the server."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--variant", choices=VARIANTS, required=True)
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument(
+        "--endpoints",
+        default=",".join(ENDPOINTS),
+        help="comma-separated routes to serve (default: all)",
+    )
+    return parser.parse_args(argv)
+
+
+def exit_when_stdin_closes(server: uvicorn.Server) -> None:
+    """Stop *server* when the parent closes our stdin (or dies); exit hard if it hangs."""
+
+    def watch() -> None:
+        while sys.stdin.buffer.read(4096):
+            pass
+        server.should_exit = True
+        threading.Timer(_EXIT_GRACE, os._exit, args=(0,)).start()
+
+    threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Bind, print the port, serve."""
+    args = parse_args(argv)
+    tracer = make_tracer(args.variant)
+    try:
+        app = build_app([name for name in args.endpoints.split(",") if name])
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    add_traces_route(app, tracer)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when the
+    # listening socket says so, and without it every response waits ~40 ms (delayed ACK).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(2048)
+    config = uvicorn.Config(
+        wrap(app, tracer),
+        loop=args.loop,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    exit_when_stdin_closes(server)
+    print(f"PORT {sock.getsockname()[1]}", flush=True)
+    server.run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""One variant of the app, measured in-process, in a process of its own.
+
+Run by ``bench/run.py``: one worker per variant, so that whatever tracing leaves in a
+process (a watchdog thread, ``sys.monitoring`` events on the endpoints' code, a heap full of
+traces) never slows down the untraced variant::
+
+    python bench/_worker.py --variant traced [--suspensions N] [--max-events N]
+
+It prints ``READY``, then answers each JSON command line on stdin with one JSON line:
+
+    {"path": "/hello", "count": 5000, "warmup": 500, "expected": "{...}", "loop": "asyncio"}
+    -> {"ns_per_request": 41234.5, "traces": 1000}    or    {"error": "..."}
+
+and exits when stdin closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from _apps import ENDPOINTS, VARIANTS, build_app, make_tracer, wrap
+from _inprocess import measure
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of the worker."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--variant", choices=VARIANTS, required=True)
+    parser.add_argument("--endpoints", default=",".join(ENDPOINTS))
+    parser.add_argument("--suspensions", type=int, default=0)
+    parser.add_argument("--max-events", type=int, default=None)
+    return parser.parse_args(argv)
+
+
+def answer(app: Any, tracer: Any, command: dict[str, Any]) -> dict[str, Any]:
+    """Run one measurement command; errors become an ``error`` answer."""
+    expected = command.get("expected")
+    try:
+        ns = measure(
+            app,
+            command["path"],
+            int(command["count"]),
+            int(command["warmup"]),
+            expected.encode() if expected is not None else None,
+            command["loop"],
+        )
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {"ns_per_request": ns, "traces": len(tracer.traces) if tracer is not None else 0}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Build the variant, say READY, serve commands until stdin closes."""
+    args = parse_args(argv)
+    tracer = make_tracer(args.variant, max_events=args.max_events)
+    endpoints = [name for name in args.endpoints.split(",") if name]
+    app = wrap(build_app(endpoints, suspensions=args.suspensions), tracer)
+    print("READY", flush=True)
+    for line in sys.stdin:
+        if line.strip():
+            print(json.dumps(answer(app, tracer, json.loads(line))), flush=True)
+
+
+if __name__ == "__main__":
+    main()

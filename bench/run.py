@@ -1,0 +1,372 @@
+"""Benchmark asgitrace's overhead: in-process, over HTTP and per suspension.
+
+    python bench/run.py [--quick] [--rounds N] [--requests N] [--loop asyncio|uvloop|both]
+                        [--duration S] [--json FILE] [--parts inprocess,http,suspension]
+
+Variants are measured in interleaved rounds (A, B, C, A, B, C, ... with the order rotated
+each round), never all of A and then all of B, so drift in the machine's speed hits every
+variant alike. See bench/README.md for what each figure means. Nothing is asserted: the
+targets are printed next to the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TypeVar
+
+from _apps import ENDPOINTS, SUSPEND_PATH, VARIANTS
+from _http import (
+    LoadResult,
+    Server,
+    client_loop,
+    run_asyncio_load,
+    run_wrk,
+    running_servers,
+    stored_traces,
+    wrk_path,
+)
+from _inprocess import running_workers
+from _loops import LOOPS, missing_loop
+from _report import (
+    console,
+    http_table,
+    inprocess_table,
+    summarize_http,
+    summarize_inprocess,
+    summarize_suspension,
+    suspension_table,
+)
+
+T = TypeVar("T")
+Row = dict[str, Any]
+
+PARTS = ("inprocess", "http", "suspension")
+QUICK = {"rounds": 3, "requests": 1000, "duration": 1}
+FULL = {"rounds": 7, "requests": 5000, "duration": 3}
+HTTP_WARMUP_REQUESTS = 300
+
+
+def _csv(choices: Sequence[str]) -> Callable[[str], list[str]]:
+    """An argparse type: a comma-separated subset of *choices*."""
+
+    def parse(text: str) -> list[str]:
+        items = [item for item in text.split(",") if item]
+        bad = [item for item in items if item not in choices]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)} (got {text!r})")
+        return items
+
+    return parse
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line; ``--quick`` only changes the defaults of the sizes."""
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"small run for CI smoke tests: {QUICK}"
+    )
+    parser.add_argument("--rounds", type=int, help=f"interleaved rounds (default {FULL})")
+    parser.add_argument("--requests", type=int, help="in-process requests per round and variant")
+    parser.add_argument("--duration", type=int, help="seconds of HTTP load per round and variant")
+    parser.add_argument("--loop", choices=(*LOOPS, "both"), default="asyncio")
+    parser.add_argument("--parts", type=_csv(PARTS), default=list(PARTS))
+    parser.add_argument("--endpoints", type=_csv(tuple(ENDPOINTS)), default=list(ENDPOINTS))
+    parser.add_argument("--connections", type=int, default=16, help="HTTP keep-alive connections")
+    parser.add_argument("--load", choices=("auto", "wrk", "asyncio"), default="auto")
+    parser.add_argument(
+        "--suspensions", type=int, default=1000, help="awaits per request (per-suspension part)"
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the raw results here")
+    args = parser.parse_args(argv)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    for key in ("rounds", "requests", "duration", "connections", "suspensions"):
+        if getattr(args, key) < 1:
+            parser.error(f"--{key} must be at least 1")
+    return args
+
+
+def progress(message: str) -> None:
+    """One line of progress on stderr (the results go to stdout)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def rotated(items: Sequence[T], by: int) -> list[T]:
+    """*items* rotated left by *by*: round r starts with a different variant."""
+    shift = by % len(items)
+    return [*items[shift:], *items[:shift]]
+
+
+# --- the three parts ----------------------------------------------------------------------------
+
+
+def bench_inprocess(loop: str, args: argparse.Namespace) -> list[Row]:
+    """Interleaved rounds of in-process requests: every endpoint, every variant.
+
+    Each variant lives in a worker process of its own (see `_worker.py`).
+    """
+    warmup = max(50, args.requests // 10)
+    rows: list[Row] = []
+    options = ["--endpoints", ",".join(args.endpoints)]
+    with running_workers(list(VARIANTS), options) as workers:
+        for round_ in range(args.rounds):
+            for name in args.endpoints:
+                endpoint = ENDPOINTS[name]
+                line = []
+                for variant in rotated(VARIANTS, round_):
+                    got = workers[variant].measure(
+                        endpoint.path, args.requests, warmup, endpoint.body, loop
+                    )
+                    row = _row(loop, name, variant, round_, requests=args.requests)
+                    rows.append(row | {"us_per_request": got.ns_per_request / 1e3})
+                    line.append(f"{variant} {got.ns_per_request / 1e3:.1f} us")
+                    _check_traced(variant, got.traces)
+                progress(
+                    f"in-process [{loop}] {round_ + 1}/{args.rounds} {name}: {', '.join(line)}"
+                )
+    return rows
+
+
+def _check_traced(variant: str, traces: int) -> None:
+    """Warn when a traced variant stored nothing: tracing was off, the figures are void."""
+    if variant != "untraced" and traces == 0:
+        progress(f"WARNING: the {variant} variant stored no trace: was tracing disabled?")
+
+
+def _row(loop: str, endpoint: str, variant: str, round_: int, **fields: Any) -> Row:
+    """One raw measurement, as written to the JSON file."""
+    return {"loop": loop, "endpoint": endpoint, "variant": variant, "round": round_, **fields}
+
+
+def bench_suspension(loop: str, args: argparse.Namespace) -> list[Row]:
+    """Interleaved rounds of requests that each await ``asyncio.sleep(0)`` N times."""
+    n = args.suspensions
+    count = max(5, args.requests // 50)
+    body = json.dumps({"suspensions": n}, separators=(",", ":")).encode()
+    # Room for every event of a request (a few per suspension), so that none is dropped.
+    options = ["--endpoints", "", "--suspensions", str(n), "--max-events", str(8 * n + 100)]
+    rows: list[Row] = []
+    with running_workers(["untraced", "traced"], options) as workers:
+        for round_ in range(args.rounds):
+            line = []
+            for variant in rotated(list(workers), round_):
+                got = workers[variant].measure(SUSPEND_PATH, count, max(2, count // 10), body, loop)
+                row = _row(loop, "suspend", variant, round_, requests=count, suspensions=n)
+                rows.append(row | {"ns_per_suspension": got.ns_per_request / n})
+                line.append(f"{variant} {got.ns_per_request / n:.0f} ns")
+                _check_traced(variant, got.traces)
+            progress(f"suspension [{loop}] {round_ + 1}/{args.rounds}: {', '.join(line)}")
+    return rows
+
+
+def load_generator(choice: str) -> str | None:
+    """The wrk executable to use, or ``None`` for the asyncio load generator."""
+    wrk = wrk_path()
+    if choice == "wrk" and wrk is None:
+        progress("wrk is not on PATH: using the asyncio load generator instead")
+    return None if choice == "asyncio" else wrk
+
+
+def _warm_up(servers: dict[str, Server], endpoints: list[str]) -> None:
+    """A few hundred requests per server and endpoint: imports, caches, the thread pool."""
+    for name in endpoints:
+        for server in servers.values():
+            path = ENDPOINTS[name].path
+            run_asyncio_load(server.port, path, 2.0, 4, max_requests=HTTP_WARMUP_REQUESTS)
+
+
+def _load(server: Server, path: str, args: argparse.Namespace, wrk: str | None) -> LoadResult:
+    """One round of load on one server and endpoint, with wrk or the asyncio client."""
+    if wrk is not None:
+        return run_wrk(wrk, server.url(path), args.duration, args.connections)
+    return run_asyncio_load(server.port, path, args.duration, args.connections)
+
+
+def bench_http(loop: str, args: argparse.Namespace, wrk: str | None) -> tuple[list[Row], Row]:
+    """Interleaved rounds of HTTP load against one uvicorn subprocess per variant.
+
+    Returns:
+        The rows, and how many traces each server stored (a sanity check).
+    """
+    rows: list[Row] = []
+    with running_servers(list(VARIANTS), loop, args.endpoints) as servers:
+        _warm_up(servers, args.endpoints)
+        for round_ in range(args.rounds):
+            for name in args.endpoints:
+                line = []
+                for variant in rotated(VARIANTS, round_):
+                    result = _load(servers[variant], ENDPOINTS[name].path, args, wrk)
+                    rows.append(_row(loop, name, variant, round_, **asdict(result)))
+                    line.append(f"{variant} {result.rps:.0f}/s p99 {result.p99_ms:.2f} ms")
+                progress(f"http [{loop}] {round_ + 1}/{args.rounds} {name}: {', '.join(line)}")
+        traces = {variant: stored_traces(server) for variant, server in servers.items()}
+    for variant, count in traces.items():
+        _check_traced(variant, count or 0)
+    return rows, traces
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment(args: argparse.Namespace, loops: list[str], wrk: str | None) -> Row:
+    """Everything needed to reproduce or judge the run."""
+    cores = os.cpu_count()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    if wrk is not None:
+        load = f"wrk ({wrk}), 1 thread, {args.connections} connections"
+    else:
+        load = f"asyncio client on {client_loop()}, {args.connections} keep-alive connections"
+    return {
+        "command": shlex.join(getattr(sys, "orig_argv", [sys.executable, *sys.argv])),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": platform.platform(),
+        "cores": cores,
+        "usable_cores": usable,
+        "loops": loops,
+        "versions": {
+            d: _version(d) for d in ("asgitrace", "fastapi", "starlette", "uvicorn", "uvloop")
+        },
+        "http_parser": "httptools" if _version("httptools") != "not installed" else "h11",
+        "load_generator": load,
+        "settings": {
+            k: getattr(args, k)
+            for k in ("quick", "rounds", "requests", "duration", "parts", "endpoints")
+        }
+        | {"connections": args.connections, "suspensions": args.suspensions},
+    }
+
+
+def print_report(env: Row, results: Row, args: argparse.Namespace) -> None:
+    """The header and the three tables."""
+    out = console()
+    out.print(f"[bold]asgitrace overhead benchmark[/] (asgitrace {env['versions']['asgitrace']})")
+    out.print(f"command:  {env['command']}", markup=False, highlight=False)
+    out.print(
+        f"python:   {env['python']} on {env['platform']}; "
+        f"cores: {env['cores']} ({env['usable_cores']} usable)",
+        markup=False,
+    )
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if k != "asgitrace")
+    out.print(f"loops:    {', '.join(env['loops'])}; {versions}", markup=False)
+    out.print(
+        f"rounds:   {args.rounds} interleaved, variant order rotated each round", markup=False
+    )
+    if results.get("inprocess"):
+        out.print(inprocess_table(results["inprocess"]["summary"], args.requests))
+    if results.get("suspension"):
+        out.print(suspension_table(results["suspension"]["summary"]))
+    if results.get("http"):
+        title = (
+            f"Over HTTP: uvicorn ({env['http_parser']}) in a subprocess, "
+            f"{args.duration} s per round; load: {env['load_generator']}"
+        )
+        out.print(http_table(results["http"]["summary"], title))
+        traces = ", ".join(
+            f"{loop}: {counts}" for loop, counts in results["http"]["stored_traces"].items()
+        )
+        out.print(f"traces stored by each server: {traces}", markup=False, highlight=False)
+    out.print(
+        "targets (printed, not asserted): full tracing ≥ 0.93x throughput and p99 ≤ 1.10x; "
+        "1 % sampling ≥ 0.99x; ≤ 500 ns added per suspension",
+        markup=False,
+    )
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def usable_loops(choice: str) -> list[str]:
+    """The loops asked for that exist here; say clearly which are skipped and why."""
+    loops = list(LOOPS) if choice == "both" else [choice]
+    usable = []
+    for loop in loops:
+        reason = missing_loop(loop)
+        if reason is None:
+            usable.append(loop)
+        else:
+            print(f"SKIPPED: the {loop} runs: {reason}", file=sys.stderr, flush=True)
+    return usable
+
+
+def run(args: argparse.Namespace, loops: list[str], wrk: str | None) -> Row:
+    """Run every part asked for on every loop; return raw rows and summaries."""
+    results: Row = {}
+    inprocess: list[Row] = []
+    suspension: list[Row] = []
+    http: list[Row] = []
+    traces: Row = {}
+    for loop in loops:
+        if "inprocess" in args.parts:
+            inprocess += bench_inprocess(loop, args)
+        if "suspension" in args.parts:
+            suspension += bench_suspension(loop, args)
+        if "http" in args.parts:
+            rows, traces[loop] = bench_http(loop, args, wrk)
+            http += rows
+    if inprocess:
+        results["inprocess"] = {"rounds": inprocess, "summary": summarize_inprocess(inprocess)}
+    if suspension:
+        results["suspension"] = {"rounds": suspension, "summary": summarize_suspension(suspension)}
+    if http:
+        results["http"] = {
+            "rounds": http,
+            "summary": summarize_http(http),
+            "stored_traces": traces,
+        }
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, measure, print, optionally write JSON."""
+    args = parse_args(argv)
+    loops = usable_loops(args.loop)
+    if not loops:
+        print("nothing to measure: no requested event loop is available", file=sys.stderr)
+        return 0
+    wrk = load_generator(args.load) if "http" in args.parts else None
+    env = environment(args, loops, wrk)
+    started = time.perf_counter()
+    results = run(args, loops, wrk)
+    env["seconds"] = round(time.perf_counter() - started, 1)
+    print_report(env, results, args)
+    print(f"total time: {env['seconds']} s")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"environment": env, **results}, indent=2) + "\n")
+        print(f"raw results written to {args.json}")
+    return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """Turn SIGTERM into SystemExit, so that ``finally`` blocks stop the servers."""
+    sys.exit(128 + signum)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
