@@ -65,11 +65,14 @@ async def test_block_endpoint_blocks_the_loop(asgitrace_client: AsyncClientFacto
 
 
 if __name__ == "__main__":
+    import os
     import subprocess
     import sys
 
     print("Testing GET /wait and GET /block with the asgitrace pytest plugin\n", flush=True)
-    # A pytest of its own, on this file only; `-o addopts=` drops the options (coverage...)
-    # of whatever project this file sits in.
+    # A pytest of its own, on this file only: rooted in this folder, with `-o addopts=`
+    # dropping the options (coverage...) of whatever project this file sits in.
+    here = os.path.dirname(os.path.abspath(__file__))
     command = [sys.executable, "-m", "pytest", __file__, "-v", "-p", "no:cacheprovider"]
-    raise SystemExit(subprocess.call([*command, "-o", "addopts="]))
+    isolate = ["-o", "addopts=", "--rootdir", here, "--confcutdir", here]
+    raise SystemExit(subprocess.call([*command, *isolate], cwd=here))

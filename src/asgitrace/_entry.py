@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import CodeType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -27,7 +27,7 @@ from ._stepper import ref_of
 if TYPE_CHECKING:
     from ._trace import Recorder
 
-__all__ = ["AVAILABLE", "endpoints_of", "watch"]
+__all__ = ["AVAILABLE", "endpoints_of", "watch", "watch_endpoint"]
 
 AVAILABLE: Final = sys.version_info >= (3, 12)
 
@@ -36,7 +36,7 @@ _watched: set[CodeType] = set()
 _lock = threading.Lock()
 
 
-def _on_start(code: CodeType, offset: int) -> Any:
+def _on_start(code: CodeType, offset: int) -> Any:  # pragma: before-3-12
     # An exception escaping a sys.monitoring callback would surface in the endpoint
     # itself: every callback is guarded (fail-open).
     try:
@@ -46,7 +46,7 @@ def _on_start(code: CodeType, offset: int) -> Any:
     return None
 
 
-def _on_return(code: CodeType, offset: int, value: Any) -> Any:
+def _on_return(code: CodeType, offset: int, value: Any) -> Any:  # pragma: before-3-12
     try:
         _returned(code, value)
     except Exception as exc:
@@ -54,7 +54,7 @@ def _on_return(code: CodeType, offset: int, value: Any) -> Any:
     return None
 
 
-def _started(code: CodeType) -> None:
+def _started(code: CodeType) -> None:  # pragma: before-3-12
     rec = CURRENT.get()
     if rec is not None and not rec.entered:
         rec.entered = True
@@ -67,7 +67,7 @@ def _started(code: CodeType) -> None:
         rec.add(EventKind.ENTERED, fields, _where(fields, rec))
 
 
-def _returned(code: CodeType, value: Any) -> None:
+def _returned(code: CodeType, value: Any) -> None:  # pragma: before-3-12
     rec = CURRENT.get()
     if rec is not None and rec.entered and not rec.returned:
         rec.returned = True
@@ -80,7 +80,7 @@ def _returned(code: CodeType, value: Any) -> None:
         rec.add(EventKind.RETURNED, fields, _where(fields, rec))
 
 
-def _where(fields: dict[str, Any], rec: Recorder) -> TaskRef:
+def _where(fields: dict[str, Any], rec: Recorder) -> TaskRef:  # pragma: before-3-12
     """The task running now; in a worker thread (a sync endpoint), the thread."""
     try:
         asyncio.get_running_loop()
@@ -90,7 +90,7 @@ def _where(fields: dict[str, Any], rec: Recorder) -> TaskRef:
     return ref_of(asyncio.current_task(), rec)
 
 
-def _claim_tool() -> int | None:
+def _claim_tool() -> int | None:  # pragma: before-3-12
     global _tool
     if _tool is not None:
         return _tool
@@ -107,8 +107,19 @@ def _claim_tool() -> int | None:
 
 def watch(codes: Iterable[CodeType]) -> None:
     """Turn on start/return events for these endpoint code objects (3.12+; idempotent)."""
-    if not AVAILABLE:
+    if not AVAILABLE:  # pragma: since-3-12
         return
+    _watch(codes)  # pragma: before-3-12
+
+
+def watch_endpoint(scope: Mapping[str, Any]) -> None:
+    """After a request: watch the endpoint it was routed to, for the next requests."""
+    code = getattr(scope.get("endpoint"), "__code__", None)
+    if code is not None and code not in _watched:
+        watch((code,))
+
+
+def _watch(codes: Iterable[CodeType]) -> None:  # pragma: before-3-12
     try:
         with _lock:
             new = [c for c in codes if c not in _watched]

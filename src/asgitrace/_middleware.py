@@ -53,8 +53,9 @@ def _record_sent(rec: Recorder, message: Message) -> None:
                 if name == b"content-type" or name.lower() == b"content-type":
                     fields["content_type"] = value.decode("latin-1")
                     break
-    elif kind == "http.response.body" and not fields["more_body"]:
-        rec.response_done = True
+    elif kind in ("http.response.body", "websocket.http.response.body"):
+        if not fields.get("more_body"):
+            rec.response_done = True
     elif kind == "websocket.accept":
         rec.status = fields["status"] = 101
     elif kind == "websocket.close":
@@ -110,8 +111,7 @@ class TraceMiddleware:
             )
         self.app = app
         self.tracer = tracer if tracer is not None else Tracer(**options)
-        if _entry.AVAILABLE:
-            _entry.watch(_entry.endpoints_of(app))
+        _entry.watch(_entry.endpoints_of(app))
 
     def __getattr__(self, name: str) -> Any:
         # `instrument(app)` should stay a drop-in for `app`: forward attribute reads
@@ -165,8 +165,7 @@ class TraceMiddleware:
             CURRENT.reset(token)
             if rec.mon is not None:
                 rec.mon.active -= 1
-            if _entry.AVAILABLE:
-                _watch_endpoint(scope)
+            _entry.watch_endpoint(scope)
 
     @staticmethod
     def _driven(awaitable: Awaitable[None], rec: Recorder) -> Awaitable[None]:
@@ -198,12 +197,6 @@ class TraceMiddleware:
             fields["http_version"] = scope["http_version"]
         rec.add(_RECEIVED, fields)
         return rec
-
-
-def _watch_endpoint(scope: Scope) -> None:
-    code = getattr(scope.get("endpoint"), "__code__", None)
-    if code is not None:
-        _entry.watch((code,))
 
 
 def _finish(rec: Recorder, kind: EventKind, fields: dict[str, Any]) -> None:

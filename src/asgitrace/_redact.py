@@ -122,11 +122,21 @@ class Redactor:
     def value_of(self, value: Any, depth: int = 0) -> Any:
         """Return *value* with the values under secret-looking keys redacted.
 
-        Mappings are copied (at most 50 items, 3 levels deep); other values are returned
-        as they are, for `safe_repr` to bound.
+        Mappings, lists and tuples are copied (at most 50 items each, 3 levels deep;
+        deeper containers become ``{…}`` / ``[…]`` rather than going through unchecked);
+        other values are returned as they are, for `safe_repr` to bound.
         """
-        if depth > 3 or not isinstance(value, Mapping):
+        if isinstance(value, list | tuple):
+            if depth > 3:
+                return "[…]"
+            items = [self.value_of(item, depth + 1) for item in value[:50]]
+            if len(value) > 50:
+                items.append(f"… {len(value) - 50} more")
+            return items if isinstance(value, list) else tuple(items)
+        if not isinstance(value, Mapping):
             return value
+        if depth > 3:
+            return "{…}"
         out: dict[Any, Any] = {}
         for index, (key, item) in enumerate(value.items()):
             if index >= 50:

@@ -15,12 +15,18 @@ if TYPE_CHECKING:
 __all__ = ["running_server"]
 
 
+async def _serve(server: uvicorn.Server, where: str) -> None:
+    try:
+        await server.serve()
+    except SystemExit:  # uvicorn exits the process when it cannot bind: not ours to do
+        raise OSError(f"could not start a server on {where} (is the port in use?)") from None
+
+
 async def _started(server: uvicorn.Server, task: asyncio.Task[None], where: str) -> None:
     while not server.started:
         if task.done():
-            with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot bind
-                task.result()
-            raise OSError(f"could not start a server on {where} (is the port in use?)")
+            task.result()  # raises the OSError from _serve
+            raise OSError(f"the server on {where} stopped before it started")
         await asyncio.sleep(0.005)
 
 
@@ -47,12 +53,13 @@ async def running_server(
     config.setdefault("log_level", "warning")
     config.setdefault("lifespan", "off")
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **config))
-    task = asyncio.create_task(server.serve())
+    where = f"{host}:{port}"
+    task = asyncio.create_task(_serve(server, where))
     try:
-        await asyncio.wait_for(_started(server, task, f"{host}:{port}"), startup_timeout)
+        await asyncio.wait_for(_started(server, task, where), startup_timeout)
         bound_port = server.servers[0].sockets[0].getsockname()[1]
         yield f"http://{host}:{bound_port}"
     finally:
         server.should_exit = True
-        with contextlib.suppress(SystemExit):
+        with contextlib.suppress(OSError):
             await task

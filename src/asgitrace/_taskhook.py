@@ -85,7 +85,9 @@ def install(loop: asyncio.AbstractEventLoop, threshold_ns: int) -> LoopMonitor:
     eager = getattr(asyncio, "eager_task_factory", None)
     if previous is not None and previous is eager:
 
-        def constructor(coro: Coroutine[Any, Any, Any], **kwargs: Any) -> asyncio.Task[Any]:
+        def constructor(  # pragma: before-3-12
+            coro: Coroutine[Any, Any, Any], **kwargs: Any
+        ) -> asyncio.Task[Any]:
             return asyncio.Task(_wrap_safely(coro, mon, kwargs), **kwargs)
 
         factory = asyncio.create_eager_task_factory(constructor)  # type: ignore[attr-defined,unused-ignore]
@@ -107,12 +109,14 @@ def install(loop: asyncio.AbstractEventLoop, threshold_ns: int) -> LoopMonitor:
     setattr(factory, _MARK, mon)
     setattr(factory, "asgitrace_previous", previous)  # noqa: B010 - a function attribute
     loop.set_task_factory(factory)
-    if _NEEDS_NAME_FIX:
+    if _NEEDS_NAME_FIX:  # pragma: not-3-13-early
         _fix_task_names(loop, factory)
     return mon
 
 
-def _fix_task_names(loop: asyncio.AbstractEventLoop, factory: _TaskFactory) -> None:
+def _fix_task_names(  # pragma: not-3-13-early
+    loop: asyncio.AbstractEventLoop, factory: _TaskFactory
+) -> None:
     from asyncio.base_events import BaseEventLoop
 
     if type(loop).create_task is not BaseEventLoop.create_task:

@@ -52,6 +52,7 @@ RESOLVERS: dict[str, Resolver] = {}
 # ("sent") find their entry too.
 _KIND_TEXT: Final[dict[EventKind | str, str]] = {kind: kind.value for kind in EventKind}
 _KIND_OF: Final = {kind.value: kind for kind in EventKind}
+_TERMINAL: Final = frozenset({"completed", "failed", "cancelled"})
 
 
 def _resolve(fields: Any, context: Any) -> Mapping[str, Any]:
@@ -445,6 +446,10 @@ class Trace:
                 )
                 for e in data["events"]
             )
+            if not raw or raw[-1][2] not in _TERMINAL:
+                raise ValueError(
+                    "not a finished trace: the last event must be completed, failed or cancelled"
+                )
             return cls(
                 id=str(data["id"]),
                 type=str(data["type"]),
@@ -472,9 +477,9 @@ class Trace:
 
 def _ends_response(fields: Mapping[str, Any]) -> bool:
     kind = fields.get("type")
-    if kind == "http.response.body":
+    if kind in ("http.response.body", "websocket.http.response.body"):
         return not fields.get("more_body", False)
-    return kind in ("websocket.close", "websocket.http.response.body")
+    return kind == "websocket.close"
 
 
 def _jsonable(value: Any) -> Any:

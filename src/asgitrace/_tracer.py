@@ -41,8 +41,10 @@ def _paths_matcher(exclude: Iterable[str | re.Pattern[str]]) -> Callable[[str], 
         elif item.endswith("*"):
             prefixes.append(item[:-1])
         else:
-            exact.add(item.rstrip("/") or "/")
-            prefixes.append(item.rstrip("/") + "/")
+            stripped = item.rstrip("/")
+            exact.add(stripped or "/")
+            if stripped:  # "/" excludes the root only, not every path under it
+                prefixes.append(stripped + "/")
     prefix_tuple = tuple(prefixes)
 
     def excluded(path: str) -> bool:

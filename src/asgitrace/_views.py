@@ -478,9 +478,9 @@ def _wait_row(awaiting: Event, resumed: Event, late: bool) -> _Row:
 
 def _final_body(e: Event) -> bool:
     kind = e.get("type")
-    if kind == "http.response.body":
+    if kind in ("http.response.body", "websocket.http.response.body"):
         return not e.get("more_body")
-    return kind in ("websocket.close", "websocket.http.response.body")
+    return bool(kind == "websocket.close")
 
 
 def _sent_row(group: list[Event], prefix: str, late: bool) -> _Row:
