@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import StreamingResponse
 from rich.console import Console
 
 from asgitrace import (
@@ -361,3 +362,150 @@ def test_timeline_shows_overlap_or_serialisation(path: str, overlap: bool) -> No
     legend = render(Timeline(tracer.traces), width=100)
     assert "█ running" in legend
     assert "▓ blocked the loop" in legend
+
+
+# -- more shapes of requests ------------------------------------------------------------
+
+
+def shapes_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/echo")
+    async def echo(request: Request) -> dict[str, int]:
+        body = await request.body()
+        return {"size": len(body)}
+
+    async def chunks() -> Any:
+        for _ in range(3):
+            yield b"x" * 10
+            await asyncio.sleep(0.001)
+
+    @app.get("/stream")
+    async def stream() -> StreamingResponse:
+        return StreamingResponse(chunks())
+
+    @app.get("/sync")
+    def sync_endpoint() -> dict[str, bool]:
+        time.sleep(0.002)
+        return {"ok": True}
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        text = await websocket.receive_text()
+        await websocket.send_text(text * 2)
+        await websocket.close(code=1000)
+
+    return app
+
+
+async def test_body_stream_and_thread_rows_read_as_sentences() -> None:
+    app = shapes_app()
+    tracer = Tracer()
+    app.add_middleware(TraceMiddleware, tracer=tracer)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        assert (await client.post("/echo", content=b"a" * 2_000_000)).json() == {"size": 2_000_000}
+        await client.get("/stream")
+        await client.get("/sync")
+    echo, stream, sync = tracer.traces
+    actions = [s.action for s in execution_steps(echo)]
+    assert "Receive http.request (1.9 MiB)" in actions
+    stream_actions = [s.action for s in execution_steps(stream)]
+    assert any(a.startswith("ASGI server sends response (200") for a in stream_actions)
+    assert any(a.startswith("Send response body (10 B, more to come)") for a in stream_actions)
+    sync_steps = execution_steps(sync)
+    thread_rows = [s for s in sync_steps if s.kind == "thread"]
+    assert thread_rows[0].action == "Run sync_endpoint in a worker thread"
+    assert {s.mark for s in thread_rows} == {"thread"}
+    assert not any(s.kind == "yield" for s in sync_steps)  # anyio's checkpoints are hidden
+    assert any(
+        s.action.startswith("Worker thread runs sync_endpoint; event loop") for s in sync_steps
+    )
+    assert any(m.endswith("in the thread pool.") for m in key_moments(sync))
+    if sys.version_info >= (3, 12):  # the entry in the worker thread is observed
+        assert variable_tracker(sync).rows[0][0] == "function state"
+
+
+def test_websocket_rows() -> None:
+    app = shapes_app()
+    tracer = Tracer()
+    app.add_middleware(TraceMiddleware, tracer=tracer)
+
+    async def main() -> None:
+        import websockets
+
+        async with (
+            running_server(app) as url,
+            websockets.connect(url.replace("http", "ws") + "/ws") as socket,
+        ):
+            await socket.send("hi")
+            assert await socket.recv() == "hihi"
+
+    asyncio.run(main())
+    actions = [s.action for s in execution_steps(tracer.traces[0])]
+    assert "Accept the WebSocket" in actions
+    assert "Send 1 WebSocket message (4 B/chars)" in actions
+    assert "Close the WebSocket (code 1000)" in actions
+    assert "Receive websocket.receive (2 chars)" in actions
+
+
+def test_lag_disconnect_and_cancel_rows_from_a_fixed_trace() -> None:
+    trace = Trace.from_dict(
+        {
+            **reference_trace().to_dict(),
+            "events": [
+                _event(1, 0, "received", type="http", path="/wait", method="GET"),
+                _event(
+                    2,
+                    10,
+                    "awaiting",
+                    function="f",
+                    file="app.py",
+                    line=3,
+                    code="await queue.get()",
+                    target="queue.get()",
+                    cooperative=False,
+                ),
+                _event(3, 10, "yielded", ready=None),
+                _event(
+                    4,
+                    30_000,
+                    "resumed",
+                    waited_ns=29_990_000,
+                    lag_ns=25_000_000,
+                    other_steps=4,
+                    other_tasks=2,
+                ),
+                _event(5, 30_100, "disconnected", type="http.disconnect"),
+                _event(6, 30_200, "cancelled", status=None),
+            ],
+        }
+    )
+    steps = execution_steps(trace)
+    assert [s.kind for s in steps] == [
+        "received",
+        "await",
+        "loop",
+        "resumed",
+        "disconnected",
+        "cancelled",
+    ]
+    assert steps[2].action == "Event loop runs other tasks (4 steps of 2 tasks)"
+    assert steps[3].before == "queue.get() done"
+    assert variable_tracker(trace).rows[0][1][-1] == "Cancelled"
+    moments = key_moments(trace)
+    assert (
+        "Loop lag 25.0 ms resuming after queue.get(): the loop was busy when the wait ended."
+        in moments
+    )
+    lanes = timeline_lanes([trace])
+    assert {state for _, _, state in lanes[0].segments} == {"running", "awaiting"}
+
+
+async def test_explain_quotes_the_endpoint_source() -> None:
+    [trace] = await run(make_app(), "/wait")
+    page = explain(trace)
+    assert "## The endpoint" in page
+    assert '@app.get("/wait")\nasync def wait_endpoint() -> dict[str, str]:' in page
+    assert "    await asyncio.sleep(DELAY)" in page

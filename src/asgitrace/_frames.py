@@ -310,8 +310,6 @@ def resolve_await(raw: tuple[Any, ...], context: Any) -> Mapping[str, Any]:
     if thread is not None:
         fields["thread"] = thread
         fields["target"] = f"{thread}() in a worker thread"
-        if code is None:
-            fields["function"] = thread
     else:
         target = _target_from_source(text)
         if target is None:

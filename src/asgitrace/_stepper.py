@@ -141,6 +141,8 @@ class Stepper(Coroutine[Any, Any, Any]):
     def __getattr__(self, name: str) -> Any:
         # `__name__` and `__qualname__` cannot be properties of a class (the class body
         # would take them as its own names): forward them, like everything unknown.
+        if name in ("__name__", "__qualname__"):
+            return getattr(self.coro, name, type(self.coro).__name__)
         return getattr(self.coro, name)
 
     def __repr__(self) -> str:

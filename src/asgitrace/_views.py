@@ -129,9 +129,11 @@ class _Row:
 
 
 def _is_shown_await(event: Event, waited: int | None, detail: bool) -> bool:
-    if detail or event.get("function") or event.get("thread"):
+    if detail or event.get("function"):
         return True
-    return not event.get("cooperative") and (waited or 0) >= 1_000_000
+    if event.get("cooperative"):  # a framework checkpoint (anyio, Starlette)
+        return False
+    return bool(event.get("thread")) or (waited or 0) >= 1_000_000
 
 
 def execution_steps(trace: Trace, *, detail: bool = False) -> list[Step]:
@@ -264,10 +266,12 @@ def execution_steps(trace: Trace, *, detail: bool = False) -> list[Step]:
             _attach_return(rows, e, prefix, separate=inside_block)
         elif kind is EventKind.SENT:
             group = [e]
+            family = _family(e)
             while (
                 index < len(events)
                 and events[index].kind is EventKind.SENT
                 and events[index].task == e.task
+                and _family(events[index]) == family
             ):
                 group.append(events[index])
                 index += 1
@@ -474,6 +478,14 @@ def _wait_row(awaiting: Event, resumed: Event, late: bool) -> _Row:
         mark="after" if late else "loop",
         target=target,
     )
+
+
+def _family(e: Event) -> str:
+    """Messages that read as one row: a response's start and body; WebSocket sends."""
+    kind = str(e.get("type", ""))
+    if kind.startswith(("http.response.", "websocket.http.response.")):
+        return "response"
+    return kind
 
 
 def _final_body(e: Event) -> bool:
