@@ -69,9 +69,13 @@ class TestStepperProtocol:
 
         step = Stepper(catcher(), None, None)
         step.send(None)
-        with pytest.warns(DeprecationWarning) if sys.version_info >= (3, 12) else _nothing():
-            with pytest.raises(StopIteration) as stop:
-                step.throw(KeyError, KeyError("legacy"), None)
+        legacy = (
+            pytest.warns(DeprecationWarning, match="signature of throw")
+            if sys.version_info >= (3, 12)
+            else _nothing()
+        )
+        with legacy, pytest.raises(StopIteration) as stop:
+            step.throw(KeyError, KeyError("legacy"), None)
         assert stop.value.value == "caught legacy"
 
     async def test_close_closes_the_coroutine(self) -> None:
@@ -249,7 +253,7 @@ class TestTaskHook:
             assert await asyncio.gather(plain, bound) == ["done", "done"]
         finally:
             uninstall(loop)
-        assert [e[2] for e in rec.events][0] == "spawned"
+        assert rec.events[0][2] == "spawned"
 
     async def test_a_broken_hook_hands_the_task_over_unwrapped(
         self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
@@ -373,7 +377,9 @@ class TestMonitoringCallbacks:
         assert entered[4] == "AnyIO worker thread"
         assert entered[5]["thread"] == "AnyIO worker thread"
 
-    def test_every_tool_id_taken_leaves_entry_derived(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_every_tool_id_taken_leaves_entry_derived(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         import asgitrace._entry as entry
 
         monkeypatch.setattr(entry, "_tool", None)
@@ -384,4 +390,3 @@ class TestMonitoringCallbacks:
 
         entry.watch([fresh.__code__])
         assert fresh.__code__ not in entry._watched
-        assert [k for k in EventKind]  # the module stays usable
