@@ -409,7 +409,9 @@ async def test_task_introspection_is_unchanged() -> None:
     assert seen["var"] == "request"
 
 
-async def test_cancellation_is_recorded_and_propagates() -> None:
+async def test_cancellation_is_recorded_and_propagates(
+    scope: Callable[..., dict[str, Any]],
+) -> None:
     app = FastAPI()
     started = asyncio.Event()
 
@@ -419,19 +421,7 @@ async def test_cancellation_is_recorded_and_propagates() -> None:
         await asyncio.Event().wait()
 
     tracer = traced(app)
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/hang",
-        "raw_path": b"/hang",
-        "query_string": b"",
-        "headers": [],
-        "http_version": "1.1",
-        "scheme": "http",
-        "server": ("127.0.0.1", 80),
-        "client": ("127.0.0.1", 1234),
-        "root_path": "",
-    }
+    http_scope = scope("/hang")
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -441,7 +431,7 @@ async def test_cancellation_is_recorded_and_propagates() -> None:
 
     from asgitrace import instrument
 
-    task = asyncio.create_task(instrument(app, tracer=tracer)(scope, receive, send))
+    task = asyncio.create_task(instrument(app, tracer=tracer)(http_scope, receive, send))
     await started.wait()
     task.cancel("client went away")
     with pytest.raises(asyncio.CancelledError):
@@ -451,7 +441,7 @@ async def test_cancellation_is_recorded_and_propagates() -> None:
     trace.assert_order(("awaiting", "asyncio.Event().wait()"), "yielded", "resumed", "cancelled")
 
 
-async def test_streaming_disconnect_is_recorded() -> None:
+async def test_streaming_disconnect_is_recorded(scope: Callable[..., dict[str, Any]]) -> None:
     app = FastAPI()
 
     async def chunks() -> Any:
@@ -464,19 +454,7 @@ async def test_streaming_disconnect_is_recorded() -> None:
         return StreamingResponse(chunks())
 
     tracer = traced(app)
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/stream",
-        "raw_path": b"/stream",
-        "query_string": b"",
-        "headers": [],
-        "http_version": "1.1",
-        "scheme": "http",
-        "server": ("127.0.0.1", 80),
-        "client": ("127.0.0.1", 1234),
-        "root_path": "",
-    }
+    http_scope = scope("/stream")
     sent: list[dict[str, Any]] = []
     disconnect = asyncio.Event()
 
@@ -491,7 +469,7 @@ async def test_streaming_disconnect_is_recorded() -> None:
 
     from asgitrace import instrument
 
-    await instrument(app, tracer=tracer)(scope, receive, send)
+    await instrument(app, tracer=tracer)(http_scope, receive, send)
     trace = tracer.traces[0]
     assert trace.outcome == "disconnected"
     assert EventKind.DISCONNECTED in trace.kinds
