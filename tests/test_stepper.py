@@ -390,3 +390,36 @@ class TestMonitoringCallbacks:
 
         entry.watch([fresh.__code__])
         assert fresh.__code__ not in entry._watched
+
+
+@pytest.mark.parametrize(
+    ("line", "target"),
+    [
+        ("await asyncio.sleep(1)", "asyncio.sleep(1)"),
+        (
+            "return list(await asyncio.gather(child(1), child(2)))",
+            "asyncio.gather(child(1), child(2))",
+        ),
+        ('x = await f("a)", b)', 'f("a)", b)'),
+        ('r = {"a": await g(1), "b": 2}', "g(1)"),
+        ("for x in await it():", "it()"),
+        ("no awaiting here", None),
+    ],
+)
+def test_await_targets_end_where_the_expression_does(line: str, target: str | None) -> None:
+    from asgitrace._frames import _target_from_source
+
+    assert _target_from_source(line) == target
+
+
+def test_watched_variables_named_like_a_task_ref_survive_a_round_trip() -> None:
+    from asgitrace import Trace
+
+    rec = recorder()
+    rec.add(EventKind.AWAITING, {"target": "x", "watched": {"id": "1", "name": "'x'"}})
+    rec.add(EventKind.SPAWNED, {"parent": TaskRef(4, "Task-4"), "coro": "c"})
+    trace = rec.finish(EventKind.COMPLETED, {"status": 200})
+    again = Trace.from_dict(trace.to_dict())
+    assert again.to_dict() == trace.to_dict()
+    assert again.events[0].get("watched") == {"id": "1", "name": "'x'"}
+    assert again.events[1].get("parent") == TaskRef(4, "Task-4")

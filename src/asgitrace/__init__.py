@@ -8,7 +8,7 @@ Layers (imports point downward only): ``_types``/``_events`` (data) → ``_conte
 
 from __future__ import annotations
 
-from . import testing
+from . import exporters, testing
 from ._errors import AsgiTraceError, TraceOrderError
 from ._events import Event, EventKind, TaskRef
 from ._explain import explain
@@ -38,6 +38,7 @@ __all__ = [
     "__version__",
     "default_is_app_file",
     "explain",
+    "exporters",
     "instrument",
     "print_trace",
     "testing",

@@ -248,11 +248,33 @@ def _without_comment(line: str) -> str:
 
 
 def _target_from_source(text: str) -> str | None:
+    """The awaited expression of a source line: ``x = f(await g(1))`` → ``g(1)``.
+
+    It ends where a bracket closes that it did not open, or at a top-level ``,``/``:``.
+    """
     index = text.find("await ")
     if index < 0:
         return None
-    target = text[index + len("await ") :].strip()
-    return target.rstrip(":").strip() or None
+    rest = text[index + len("await ") :]
+    depth = 0
+    quote = ""
+    for position, char in enumerate(rest):
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            if depth == 0:
+                rest = rest[:position]
+                break
+            depth -= 1
+        elif char in ",:" and depth == 0:
+            rest = rest[:position]
+            break
+    return rest.strip() or None
 
 
 def _unwrap_partial(func: Any) -> tuple[Any, list[Any]]:

@@ -498,10 +498,15 @@ def _jsonable(value: Any) -> Any:
     return safe_repr(value)
 
 
+_TASK_FIELDS: Final = frozenset({"parent"})
+"""Fields that hold a task reference (written as ``{"id", "name"}``); only these are read
+back as `TaskRef`, so a watched variable called ``id`` or ``name`` stays what it was."""
+
+
 def _unjson_fields(fields: Mapping[str, Any]) -> Mapping[str, Any]:
     out: dict[str, Any] = {}
     for key, value in fields.items():
-        if isinstance(value, Mapping) and set(value) == {"id", "name"}:
+        if key in _TASK_FIELDS and isinstance(value, Mapping) and set(value) == {"id", "name"}:
             out[key] = TaskRef(int(value["id"]), str(value["name"]))
         elif isinstance(value, list):
             out[key] = tuple(tuple(v) if isinstance(v, list) else v for v in value)

@@ -19,7 +19,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Final, TypeAlias, final
+from typing import IO, TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar, final
 
 from ._log import LOGGER, log_failure
 from ._trace import SCHEMA_VERSION, Trace
@@ -239,6 +239,158 @@ class _Flush:
 
 
 _STOP: Final = None
+_T = TypeVar("_T")
+
+
+@final
+class _Offload(Generic[_T]):
+    """Items handled one at a time by a daemon thread, from a bounded queue.
+
+    `submit` never blocks: when the queue is full the item is dropped and counted.
+    *handle* returns whether the item was handled (``False``: count it as dropped);
+    *after_batch* runs whenever the queue has been emptied, *finish* once at `close`.
+    `close` is registered to run at interpreter exit.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_after_batch",
+        "_closed",
+        "_done",
+        "_dropped",
+        "_finish",
+        "_handle",
+        "_lock",
+        "_queue",
+        "_thread",
+        "name",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        handle: Callable[[_T], bool],
+        *,
+        max_queue: int,
+        after_batch: Callable[[], None] | None = None,
+        finish: Callable[[], None] | None = None,
+    ) -> None:
+        if max_queue < 1:
+            raise ValueError(f"max_queue must be >= 1, got {max_queue!r}")
+        self.name = name
+        self._handle = handle
+        self._after_batch = after_batch
+        self._finish = finish
+        self._queue: queue.Queue[_T | _Flush | None] = queue.Queue(maxsize=max_queue)
+        self._lock = threading.Lock()
+        self._done = 0
+        self._dropped = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    @property
+    def done(self) -> int:
+        return self._done
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def submit(self, item: _T) -> None:
+        if not self._closed:
+            try:
+                self._queue.put_nowait(item)
+                return
+            except queue.Full:
+                pass
+        self.drop()
+
+    def drop(self) -> None:
+        with self._lock:
+            self._dropped += 1
+
+    def flush(self, timeout: float | None) -> bool:
+        if self._closed or not self._thread.is_alive():
+            return True
+        marker = _Flush()
+        self._queue.put(marker)
+        return marker.done.wait(timeout)
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        atexit.unregister(self.close)
+        if not self._thread.is_alive():  # pragma: no cover - it ends only through _STOP
+            self._call(self._finish)
+            return
+        try:
+            # The thread drains the queue, so this waits for room briefly at most.
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:  # pragma: no cover - a handler stuck for the whole timeout
+            log_failure(f"{self.name} closing: still busy after {timeout} s")
+            return
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        get = self._queue.get
+        while True:
+            batch = [get()]
+            while len(batch) < _BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            for index, item in enumerate(batch):
+                if item is _STOP:
+                    self._stop(batch[index + 1 :])
+                    return
+                if isinstance(item, _Flush):
+                    self._call(self._after_batch)
+                    item.done.set()
+                else:
+                    self._one(item)
+            self._call(self._after_batch)
+
+    def _one(self, item: _T) -> None:
+        try:
+            handled = self._handle(item)
+        except Exception as exc:
+            log_failure(f"{self.name} handling a trace", exc)
+            handled = False
+        if handled:
+            self._done += 1
+        else:
+            self.drop()
+
+    def _call(self, step: Callable[[], None] | None) -> None:
+        if step is not None:
+            try:
+                step()
+            except Exception as exc:  # pragma: no cover - the steps catch their own errors
+                log_failure(f"{self.name} flushing", exc)
+
+    def _stop(self, late: list[_T | _Flush | None]) -> None:
+        """Handle nothing more: count what raced in after close, release waiters, finish."""
+        while True:
+            try:
+                late.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        for item in late:
+            if isinstance(item, _Flush):
+                item.done.set()
+            elif item is not None:
+                self.drop()
+        self._call(self._after_batch)
+        self._call(self._finish)
 
 
 @final
@@ -270,61 +422,43 @@ class JsonlSink:
     .. versionadded:: 0.1
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_closed",
-        "_dropped",
-        "_failed",
-        "_file",
-        "_lock",
-        "_queue",
-        "_thread",
-        "_written",
-        "path",
-    )
+    __slots__ = ("__weakref__", "_failed", "_file", "_worker", "path")
 
     def __init__(self, path: StrPath, *, max_queue: int = 10_000) -> None:
         if max_queue < 1:
             raise ValueError(f"max_queue must be >= 1, got {max_queue!r}")
         self.path = os.fspath(path)
-        self._file = _open_private(path, append=True)
-        self._queue: queue.Queue[Trace | _Flush | None] = queue.Queue(maxsize=max_queue)
-        self._lock = threading.Lock()
-        self._written = 0
-        self._dropped = 0
         self._failed = False
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="asgitrace-jsonl", daemon=True)
-        self._thread.start()
-        atexit.register(self.close)
+        self._file = _open_private(path, append=True)
+        self._worker: _Offload[Trace] = _Offload(
+            "asgitrace-jsonl",
+            self._write,
+            max_queue=max_queue,
+            after_batch=self._flush_file,
+            finish=self._close_file,
+        )
 
     def __repr__(self) -> str:
-        return f"<JsonlSink {self.path!r} written={self._written} dropped={self._dropped}>"
+        return f"<JsonlSink {self.path!r} written={self.written} dropped={self.dropped}>"
 
     @property
     def written(self) -> int:
         """How many traces were written to the file so far."""
-        return self._written
+        return self._worker.done
 
     @property
     def dropped(self) -> int:
         """How many traces were not written: queue full, sink closed or a write failed."""
-        return self._dropped
+        return self._worker.dropped
 
     @property
     def closed(self) -> bool:
         """Whether `close` was called."""
-        return self._closed
+        return self._worker.closed
 
     def __call__(self, trace: Trace) -> None:
         """Queue *trace* for writing, or count it as dropped; never blocks, never raises."""
-        if not self._closed:
-            try:
-                self._queue.put_nowait(trace)
-                return
-            except queue.Full:
-                pass
-        self._drop()
+        self._worker.submit(trace)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued before this call is written and flushed.
@@ -335,11 +469,7 @@ class JsonlSink:
         Returns:
             Whether it was all written in time (``True`` at once on a closed sink).
         """
-        if self._closed or not self._thread.is_alive():
-            return True
-        marker = _Flush()
-        self._queue.put(marker)
-        return marker.done.wait(timeout)
+        return self._worker.flush(timeout)
 
     def close(self, timeout: float | None = 10.0) -> None:
         """Write what is queued, then close the file. Later traces are dropped.
@@ -349,16 +479,7 @@ class JsonlSink:
         Args:
             timeout: Seconds to wait at most for the writer to finish.
         """
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        atexit.unregister(self.close)
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join(timeout)
-        else:  # pragma: no cover - the writer thread only ends through _STOP
-            self._file.close()
+        self._worker.close(timeout)
 
     def __enter__(self) -> JsonlSink:
         return self
@@ -371,77 +492,37 @@ class JsonlSink:
     ) -> None:
         self.close()
 
-    def _drop(self, count: int = 1) -> None:
-        with self._lock:
-            self._dropped += count
-
-    def _run(self) -> None:
-        get = self._queue.get
-        while True:
-            batch = [get()]
-            while len(batch) < _BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            for index, item in enumerate(batch):
-                if item is _STOP:
-                    self._stop(batch[index + 1 :])
-                    return
-                if isinstance(item, _Flush):
-                    self._flush_file()
-                    item.done.set()
-                else:
-                    self._write(item)
-            self._flush_file()
-
-    def _write(self, trace: Trace) -> None:
+    def _write(self, trace: Trace) -> bool:
         if self._failed:
-            self._drop()
-            return
+            return False
         try:
             line = to_json(trace)
         except Exception as exc:
             log_failure("JsonlSink: turning a trace into JSON", exc)
-            self._drop()
-            return
+            return False
         try:
             self._file.write(line + "\n")
         except Exception as exc:
             self._fail(exc)
-            self._drop()
-            return
-        self._written += 1
+            return False
+        return True
 
     def _flush_file(self) -> None:
-        if self._failed:
-            return
+        if not self._failed:
+            try:
+                self._file.flush()
+            except Exception as exc:
+                self._fail(exc)
+
+    def _close_file(self) -> None:
         try:
-            self._file.flush()
+            self._file.close()
         except Exception as exc:
             self._fail(exc)
 
     def _fail(self, exc: Exception) -> None:
         log_failure(f"JsonlSink writing {self.path!r}", exc)
         self._failed = True
-
-    def _stop(self, late: list[Trace | _Flush | None]) -> None:
-        """Write nothing more: count what raced in after close, release waiters, close."""
-        while True:
-            try:
-                late.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        for item in late:
-            if isinstance(item, _Flush):
-                item.done.set()
-            elif item is not None:
-                self._drop()
-        self._flush_file()
-        try:
-            self._file.close()
-        except Exception as exc:
-            self._fail(exc)
 
 
 # -- Perfetto / Chrome trace events -------------------------------------------------------
@@ -490,12 +571,14 @@ def to_perfetto(traces: Trace | Iterable[Trace]) -> dict[str, Any]:
     .. versionadded:: 0.1
     """
     items = [traces] if isinstance(traces, Trace) else list(traces)
-    items.sort(key=lambda t: (t.start, t.start_ns))
-    offsets = _epoch_offsets(items)
-    base = min((t.start_ns + off for t, off in zip(items, offsets, strict=True)), default=0)
+    placed = sorted(
+        zip(items, _epoch_offsets(items), strict=True),
+        key=lambda item: (item[0].start_ns + item[1], item[0].id),
+    )
+    base = placed[0][0].start_ns + placed[0][1] if placed else 0
     flow_ids = itertools.count(1)
     events: list[dict[str, Any]] = []
-    for pid, (trace, offset) in enumerate(zip(items, offsets, strict=True), 1):
+    for pid, (trace, offset) in enumerate(placed, 1):
         events.extend(_PerfettoTrace(trace, pid, offset - base, flow_ids).build())
     events.sort(key=_sort_key)
     return {

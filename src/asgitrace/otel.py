@@ -27,8 +27,7 @@ import asyncio
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from enum import Enum
-from typing import TYPE_CHECKING, Any, Final, cast, final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, cast, final
 
 from opentelemetry import context as otel_context, trace as otel_trace
 from opentelemetry.propagate import extract
@@ -45,6 +44,7 @@ from ._context import CURRENT, task_ref
 from ._events import EventKind
 from ._log import log_failure
 from ._version import __version__
+from .exporters import _Offload
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -57,6 +57,8 @@ if TYPE_CHECKING:
     from ._types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["OTelExporter", "instrument_otel"]
+
+_Job: TypeAlias = "tuple[Trace, Context | None]"
 
 _CODE_KEYS: Final = {"function": "code.function", "file": "code.filepath", "line": "code.lineno"}
 _SPAN_EVENTS: Final = frozenset(
@@ -82,9 +84,13 @@ class OTelExporter:
     (``opentelemetry.trace.set_tracer_provider``), or through the one given. Times are
     the trace's own: its wall-clock arrival plus the monotonic offsets of its events.
 
-    The callback runs on the event loop's thread when a request ends: give the provider
-    a ``BatchSpanProcessor``, which exports from its own thread, rather than a
-    ``SimpleSpanProcessor``, which would send over the network from the loop.
+    Making spans costs the OpenTelemetry SDK tens of microseconds each, so by default
+    the callback only notes the request's parent span and queues the trace
+    (``put_nowait``, like `asgitrace.exporters.JsonlSink`); a daemon thread makes the
+    spans. When the queue is full the trace is dropped and counted in `dropped`. `flush`
+    waits for the queue, `close` (also run at interpreter exit) empties it and stops the
+    thread. Give the provider a ``BatchSpanProcessor``, so that spans leave by its own
+    thread.
 
     Args:
         tracer_provider: Where spans go; the global provider when omitted.
@@ -92,11 +98,17 @@ class OTelExporter:
             still counted in the request span's ``asgitrace.waits`` attribute).
         max_pending: How many requests `wrap` remembers a parent span for, at most,
             while their traces are not finished yet.
+        background: Make the spans on a daemon thread; ``False`` makes them in the
+            callback, on the event loop's thread.
+        max_queue: How many traces may wait for the thread before new ones are dropped.
+
+    Raises:
+        ValueError: an option is out of range.
 
     .. versionadded:: 0.1
     """
 
-    __slots__ = ("_lock", "_max_pending", "_min_wait_ns", "_pending", "_tracer")
+    __slots__ = ("_lock", "_max_pending", "_min_wait_ns", "_pending", "_tracer", "_worker")
 
     def __init__(
         self,
@@ -104,6 +116,8 @@ class OTelExporter:
         *,
         min_wait: float = 0.0,
         max_pending: int = 10_000,
+        background: bool = True,
+        max_queue: int = 10_000,
     ) -> None:
         if min_wait < 0:
             raise ValueError(f"min_wait must be >= 0 seconds, got {min_wait!r}")
@@ -114,9 +128,46 @@ class OTelExporter:
         self._max_pending = max_pending
         self._pending: OrderedDict[int, tuple[SpanContext, str]] = OrderedDict()
         self._lock = threading.Lock()
+        self._worker: _Offload[_Job] | None = (
+            _Offload("asgitrace-otel", self._export, max_queue=max_queue) if background else None
+        )
+
+    @property
+    def exported(self) -> int:
+        """How many traces became spans so far (in the background: made, maybe not sent)."""
+        return self._worker.done if self._worker is not None else 0
+
+    @property
+    def dropped(self) -> int:
+        """How many traces were not exported: queue full, exporter closed or a failure."""
+        return self._worker.dropped if self._worker is not None else 0
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the traces queued before this call are spans (then, to send them
+        now, call the provider's ``force_flush``).
+
+        Args:
+            timeout: Seconds to wait at most (``None``: as long as it takes).
+
+        Returns:
+            Whether they were all done in time.
+        """
+        return self._worker.flush(timeout) if self._worker is not None else True
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Turn what is queued into spans, then stop the thread; later traces are dropped.
+
+        Args:
+            timeout: Seconds to wait at most.
+        """
+        if self._worker is not None:
+            self._worker.close(timeout)
 
     def __repr__(self) -> str:
-        return f"<OTelExporter pending={len(self._pending)}>"
+        return (
+            f"<OTelExporter pending={len(self._pending)} exported={self.exported}"
+            f" dropped={self.dropped}>"
+        )
 
     # -- attaching to OpenTelemetry's ASGI instrumentation --------------------------------
 
@@ -170,24 +221,34 @@ class OTelExporter:
         with self._lock:
             self._pending.pop(key, None)
 
-    def _parent(self, trace: Trace) -> tuple[Context, bool]:
-        """The context the request span starts in, and whether it is an instrumentation's."""
+    def _instrumented(self, trace: Trace) -> Context | None:
+        """The context of an instrumentation's span around the request, if there is one.
+
+        Runs in the ``on_trace`` callback, hence in the request's own context.
+        """
         with self._lock:
             captured = self._pending.pop(trace.task.id, None)
         if captured is not None and captured[1] == trace.path:
-            return set_span_in_context(NonRecordingSpan(captured[0])), True
+            return set_span_in_context(NonRecordingSpan(captured[0]))
         if otel_trace.get_current_span().get_span_context().is_valid:
-            # The callback runs inside the request's context: an instrumentation (or the
-            # code that called the app in-process) has a span open around it.
-            return otel_context.get_current(), True
-        carrier = {name.lower(): value for name, value in trace.headers}
-        return extract(carrier, context=otel_context.Context()), False
+            # An instrumentation (or the code that called the app in-process) has a span
+            # open around the request.
+            return otel_context.get_current()
+        return None
 
     # -- the export -------------------------------------------------------------------------
 
     def __call__(self, trace: Trace) -> None:
-        """Emit the spans of *trace* (an ``on_trace`` callback)."""
-        _Export(self, trace).run()
+        """Turn *trace* into spans, or queue it for the thread that does (``on_trace``)."""
+        parent = self._instrumented(trace)  # here: it reads the request's context
+        if self._worker is None:
+            _Export(self, trace, parent).run()
+        else:
+            self._worker.submit((trace, parent))
+
+    def _export(self, job: _Job) -> bool:
+        _Export(self, *job).run()
+        return True
 
 
 class _Export:
@@ -198,6 +259,7 @@ class _Export:
         "exporter",
         "names",
         "open_waits",
+        "parent",
         "root",
         "skipped",
         "tasks",
@@ -205,9 +267,10 @@ class _Export:
         "waits",
     )
 
-    def __init__(self, exporter: OTelExporter, trace: Trace) -> None:
+    def __init__(self, exporter: OTelExporter, trace: Trace, parent: Context | None) -> None:
         self.exporter = exporter
         self.trace = trace
+        self.parent = parent
         self.base = round(trace.start * 1e9) - trace.start_ns
         self.tasks: dict[int, tuple[Span, Context]] = {}
         self.names: dict[int, str] = {}
@@ -222,7 +285,12 @@ class _Export:
     def run(self) -> None:
         trace = self.trace
         tracer = self.exporter._tracer
-        parent, attached = self.exporter._parent(trace)
+        parent = self.parent
+        attached = parent is not None
+        if parent is None:
+            # No instrumentation around it: a `traceparent` header may name the caller.
+            carrier = {name.lower(): value for name, value in trace.headers}
+            parent = extract(carrier, context=otel_context.Context())
         label = f"{trace.method or trace.type.upper()} {trace.route or trace.path}"
         self.root = root = tracer.start_span(
             f"asgitrace {label}" if attached else label,
@@ -394,8 +462,6 @@ def _attributes(fields: Mapping[str, Any], prefix: str = "asgitrace.") -> dict[s
 def _value(value: Any) -> AttributeValue:
     if isinstance(value, bool | int | float | str):
         return value
-    if isinstance(value, Enum):
-        return _value(value.value)
     if isinstance(value, tuple) and hasattr(value, "_fields"):  # a TaskRef
         return str(getattr(value, "name", value))
     if isinstance(value, list | tuple):
