@@ -514,7 +514,7 @@ def test_unusual_field_values_become_json_values() -> None:
 def test_from_dict_rebuilds_an_equivalent_trace() -> None:
     trace = make_trace(
         ARRIVAL,
-        (EventKind.SPAWNED, {"child": OTHER, "pairs": [("a", "b")], "note": b"x"}, OTHER),
+        (EventKind.SPAWNED, {"parent": OTHER, "pairs": [("a", "b")], "note": b"x"}, OTHER),
         START,
         PART,
         GONE,
@@ -527,7 +527,7 @@ def test_from_dict_rebuilds_an_equivalent_trace() -> None:
 
     assert again.to_dict() == data
     assert (again.outcome, again.status, again.task) == ("disconnected", 200, TASK)
-    assert again.of_kind("spawned")[0].get("child") == OTHER
+    assert again.of_kind("spawned")[0].get("parent") == OTHER
     assert again.of_kind("spawned")[0].get("pairs") == (("a", "b"),)
 
 
