@@ -31,7 +31,18 @@ from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import pytest
-from fastapi import BackgroundTasks, Body, Depends, FastAPI, HTTPException, Request, WebSocket
+from fastapi import (
+    BackgroundTasks,
+    Body,
+    Depends,
+    FastAPI,
+    File,
+    Form,
+    HTTPException,
+    Request,
+    UploadFile,
+    WebSocket,
+)
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
@@ -1105,3 +1116,41 @@ def test_trace_of_a_tutorial_request_is_complete() -> None:
     assert trace.outcome == "completed"
     assert trace.status == 200
     assert {"received", "sent", "completed"} <= {k.value for k in trace.kinds}
+
+
+def test_fastapi_form_and_file_upload_tutorial_answers_identically_when_traced() -> None:
+    """FastAPI's "Request Forms and Files" tutorial, where python-multipart is installed."""
+    pytest.importorskip("python_multipart", reason="FastAPI's Form and File need python-multipart")
+    app = FastAPI()
+
+    @app.post("/login/")
+    async def login(username: str = Form(), password: str = Form()) -> dict[str, str]:
+        return {"username": username}
+
+    @app.post("/files/")
+    async def create_file(
+        file: bytes = File(),
+        fileb: UploadFile = File(),  # noqa: B008
+        token: str = Form(),
+    ) -> dict[str, Any]:
+        return {
+            "file_size": len(file),
+            "token": token,
+            "fileb_content_type": fileb.content_type,
+            "fileb_size": len(await fileb.read()),
+        }
+
+    form = ((b"content-type", b"application/x-www-form-urlencoded"),)
+    multipart = ((b"content-type", f"multipart/form-data; boundary={BOUNDARY}".encode()),)
+    upload = _multipart([("token", "t")], "f.bin", _pattern(3, 100_000))
+    reqs = [
+        Req("POST", "/login/", form, b"username=ann&password=hunter2"),
+        Req("POST", "/login/", form, b"username=ann"),
+        Req("POST", "/files/", multipart, chunks=_chunked(upload, [1000, 50_000])),
+        Req("POST", "/files/", multipart, upload.replace(b'name="file"', b'name="fileb"')),
+    ]
+    expected = run(app, reqs)
+    tracer = Tracer()
+
+    assert run(instrument(app, tracer=tracer), reqs) == expected
+    assert [t.status for t in tracer.traces] == [o[1] for o in expected]
