@@ -311,11 +311,6 @@ async def test_non_utf8_and_duplicate_headers_are_seen_and_stored_as_sent() -> N
     assert dict(trace.response_headers)["x-echo"] == "caf\xe9"
 
 
-@pytest.mark.xfail(
-    reason="BUG: request/response header values, the path and the query string are stored "
-    "whole: one request with megabytes of headers costs megabytes in the trace ring",
-    strict=True,
-)
 async def test_huge_headers_path_and_query_are_stored_bounded() -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await receive()
@@ -542,12 +537,6 @@ async def test_websocket_denial_response_extension_is_recorded_and_unchanged() -
     assert trace.outcome == "completed"
 
 
-@pytest.mark.xfail(
-    reason="BUG: Recorder keeps scope['method'] (and the route's path) as given, so a bytes "
-    "or object method makes Trace.to_dict() unserialisable: JsonlSink drops the trace, an "
-    "on_trace callback that serialises it is disabled for every later request",
-    strict=True,
-)
 @pytest.mark.parametrize("method", [b"GET", RaisingEq()], ids=["bytes", "object"])
 async def test_scope_values_of_the_wrong_type_give_json_ready_traces(method: Any) -> None:
     tracer = Tracer()

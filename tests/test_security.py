@@ -235,11 +235,6 @@ async def test_redaction_is_configurable(redact: Any, hidden: set[str], shown: s
     assert {n for n in values if stored[n] == values[n]} == shown
 
 
-@pytest.mark.xfail(
-    reason="BUG: secret query parameters inside URL-valued headers (Location of an OAuth "
-    "redirect, Referer) are stored in clear",
-    strict=True,
-)
 async def test_secret_query_values_inside_location_and_referer_are_redacted() -> None:
     token, code = marker(), marker()
 
@@ -257,11 +252,6 @@ async def test_secret_query_values_inside_location_and_referer_are_redacted() ->
     assert token not in exposed
 
 
-@pytest.mark.xfail(
-    reason="BUG: a malformed header entry is stored as repr(item), which carries the value: "
-    "a three-item ('authorization', secret, ...) entry stores the secret in clear",
-    strict=True,
-)
 async def test_malformed_header_entries_never_store_their_values() -> None:
     secret = marker()
 
@@ -343,11 +333,6 @@ async def test_returned_values_under_secret_keys_are_redacted() -> None:
     assert [v for v in secrets.values() if v in everything_exposed(trace)] == []
 
 
-@pytest.mark.xfail(
-    reason="BUG: captured values are redacted only inside mappings: a model or dataclass "
-    "with a password field (FastAPI's UserIn tutorial) is stored through its repr, in clear",
-    strict=True,
-)
 async def test_models_with_secret_fields_are_redacted_in_watched_locals_and_returns() -> None:
     password = marker()
     tracer = Tracer(watch=["user"])

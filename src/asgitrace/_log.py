@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 __all__ = ["LOGGER", "log_failure"]
@@ -20,8 +21,10 @@ def log_failure(where: str, exc: BaseException | None = None) -> None:
     if where in _reported:
         return
     _reported.add(where)
-    LOGGER.error(
-        "asgitrace: %s failed and was disabled; the app is unaffected",
-        where,
-        exc_info=(type(exc), exc, exc.__traceback__) if exc is not None else None,
-    )
+    # A broken log handler must not turn our failure into the app's.
+    with contextlib.suppress(Exception):
+        LOGGER.error(
+            "asgitrace: %s failed and was disabled; the app is unaffected",
+            where,
+            exc_info=(type(exc), exc, exc.__traceback__) if exc is not None else None,
+        )

@@ -139,6 +139,13 @@ class LoopMonitor:
             self._blocked(rec, ref, duration)
         self.step_rec = None
 
+    def abandon(self) -> None:
+        """A stepper failed inside `end`: close its step without judging it."""
+        self.depth = max(self.depth - 1, 0)
+        if not self.depth:
+            self.step_rec = None
+            self.step_reported = True
+
     def _blocked(self, rec: Recorder, ref: TaskRef | None, duration: int) -> None:
         stack = self.sample if self.sample_seq == self.steps else ()
         fields: dict[str, Any] = {

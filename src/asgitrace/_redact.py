@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, final
 from urllib.parse import parse_qsl, quote
 
-__all__ = ["DEFAULT_SECRET_HEADERS", "DEFAULT_SECRET_PATTERN", "REDACTED", "Redactor"]
+__all__ = [
+    "DEFAULT_SECRET_HEADERS",
+    "DEFAULT_SECRET_PATTERN",
+    "MAX_HEADERS",
+    "MAX_VALUE",
+    "REDACTED",
+    "URL_HEADERS",
+    "Redactor",
+    "Shape",
+]
 
 REDACTED: Final = "[redacted]"
 _REDACTED_BYTES: Final = REDACTED.encode()
+
+MAX_HEADERS: Final = 100
+"""Headers kept per request or response; the rest are counted."""
+MAX_VALUE: Final = 1024
+"""Bytes kept of one header value."""
+
+URL_HEADERS: Final = frozenset(
+    {"location", "content-location", "referer", "refresh", "x-original-url", "x-forwarded-uri"}
+)
+"""Headers whose values are URLs: their secret query/fragment parameters are redacted."""
+
+# Verdicts on a header name, cached per process.
+_PLAIN: Final = 0
+_SECRET: Final = 1
+_URL: Final = 2
 
 DEFAULT_SECRET_HEADERS: Final = frozenset(
     {
@@ -60,7 +86,7 @@ class Redactor:
     extra: Iterable[str] = ()
     _names: frozenset[str] = field(init=False, repr=False, compare=False)
     _regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
-    _verdicts: dict[str | bytes, bool] = field(init=False, repr=False, compare=False)
+    _verdicts: dict[Any, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = frozenset(n.lower() for n in (*self.headers, *self.extra))
@@ -101,73 +127,112 @@ class Redactor:
         return verdict
 
     def headers_of(self, raw: Sequence[tuple[bytes, bytes]] | None) -> tuple[tuple[str, str], ...]:
-        """Decode ASGI headers (latin-1, as HTTP defines) and redact the secret ones.
-
-        Malformed entries are kept as their repr rather than dropped or raised on.
-        """
-        if not raw:
-            return ()
-        out: list[tuple[str, str]] = []
-        for item in raw:
-            try:
-                name_b, value_b = item
-                name = bytes(name_b).decode("latin-1")
-                value = bytes(value_b).decode("latin-1")
-            except Exception:
-                out.append(("<malformed>", repr(item)[:200]))
-                continue
-            out.append((name, REDACTED if self.is_secret(name) else value))
-        return tuple(out)
-
-    def value_of(self, value: Any, depth: int = 0) -> Any:
-        """Return *value* with the values under secret-looking keys redacted.
-
-        Mappings, lists and tuples are copied (at most 50 items each, 3 levels deep;
-        deeper containers become ``{…}`` / ``[…]`` rather than going through unchecked);
-        other values are returned as they are, for `safe_repr` to bound.
-        """
-        if isinstance(value, list | tuple):
-            if depth > 3:
-                return "[…]"
-            items = [self.value_of(item, depth + 1) for item in value[:50]]
-            if len(value) > 50:
-                items.append(f"… {len(value) - 50} more")
-            return items if isinstance(value, list) else tuple(items)
-        if not isinstance(value, Mapping):
-            return value
-        if depth > 3:
-            return "{…}"
-        out: dict[Any, Any] = {}
-        for index, (key, item) in enumerate(value.items()):
-            if index >= 50:
-                out["…"] = f"{len(value) - 50} more"
-                break
-            secret = isinstance(key, str) and self.is_secret(key)
-            out[key] = REDACTED if secret else self.value_of(item, depth + 1)
-        return out
+        """Decode ASGI headers (latin-1, as HTTP defines), redacted as `raw_headers_of` does."""
+        return tuple(
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in self.raw_headers_of(raw)
+        )
 
     def raw_headers_of(
         self, raw: Sequence[tuple[bytes, bytes]] | None
     ) -> tuple[tuple[bytes, bytes], ...]:
-        """Like `headers_of` but keeps the bytes (decoding waits until a view asks).
+        """Redact secret headers, keeping bytes (decoding waits until a view asks).
 
         This is the per-request path: each header name is judged once per process.
+        Values of URL-valued headers (``location``, ``referer``...) keep their path but
+        have their secret query and fragment parameters redacted. Bounded: at most
+        `MAX_HEADERS` headers of at most `MAX_VALUE` bytes each. A malformed entry is
+        stored as its name (when it has one) with a redacted value, never as its repr.
         """
         if not raw:
             return ()
         verdicts = self._verdicts
         out: list[tuple[bytes, bytes]] = []
-        for item in raw:
+        for index, item in enumerate(raw):
+            if index >= MAX_HEADERS:
+                out.append((b"<more headers>", str(len(raw) - MAX_HEADERS).encode()))
+                break
             try:
                 name, value = item
-                secret = verdicts.get(name)
-                if secret is None:
-                    secret = self.is_secret(bytes(name).decode("latin-1"))
-                    verdicts[name] = secret
-                out.append((name, _REDACTED_BYTES if secret else bytes(value)))
+                verdict = verdicts.get(name)
+                if verdict is None:
+                    text = bytes(name).decode("latin-1")
+                    verdict = _SECRET if self.is_secret(text) else _PLAIN
+                    if verdict == _PLAIN and text.lower() in URL_HEADERS:
+                        verdict = _URL
+                    if len(verdicts) >= 4096:  # bounded: names come from clients
+                        verdicts.clear()
+                    verdicts[name] = verdict
+                if verdict == _SECRET:
+                    out.append((name, _REDACTED_BYTES))
+                    continue
+                value = bytes(value)
+                if verdict == _URL:
+                    value = self._url_of(value)
+                if len(value) > MAX_VALUE:
+                    value = value[:MAX_VALUE] + b"...(+%d bytes)" % (len(value) - MAX_VALUE)
+                out.append((name, value))
             except Exception:
-                out.append((b"<malformed>", repr(item)[:200].encode("latin-1", "replace")))
+                out.append((_malformed_name(item), _REDACTED_BYTES))
         return tuple(out)
+
+    def _url_of(self, value: bytes) -> bytes:
+        """A URL with its secret query and fragment parameters redacted."""
+        if b"?" not in value and b"#" not in value:
+            return value
+        text = value.decode("latin-1")
+        base, hash_, fragment = text.partition("#")
+        path, question, query = base.partition("?")
+        redacted = path + question + self.query_of(query)
+        if hash_:
+            redacted += "#" + self.query_of(fragment)
+        return redacted.encode("latin-1", "replace")
+
+    def value_of(self, value: Any, depth: int = 0) -> Any:
+        """A copy of *value* safe to repr: secrets redacted, user code never called.
+
+        Mappings, lists, tuples, dataclasses and pydantic-style models are walked (at most
+        50 items each, 3 levels deep; deeper becomes ``…``); their field names count as
+        keys, so ``UserIn(password=...)`` is stored as ``UserIn(password='[redacted]')``.
+        Strings, bytes and numbers are kept. Any other object becomes ``<module.Name
+        object>`` (a response: its status and media type): a user ``__repr__`` can be slow,
+        touch a database or print a secret, and this runs on the request's path.
+        """
+        if value is None or isinstance(value, str | bytes | int | float):
+            return value
+        if depth > 3:
+            return "…"
+        if isinstance(value, Mapping):
+            return self._fields_of(value.items(), len(value), depth)
+        if isinstance(value, list | tuple | set | frozenset):
+            items = [self.value_of(item, depth + 1) for item in itertools.islice(value, 50)]
+            if len(value) > 50:
+                items.append(f"… {len(value) - 50} more")
+            return tuple(items) if isinstance(value, tuple) else items
+        cls = type(value)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            names = [f.name for f in dataclasses.fields(value)]
+        elif isinstance(getattr(cls, "model_fields", None), Mapping):  # pydantic v2
+            names = list(cls.model_fields)
+        elif hasattr(value, "status_code") and hasattr(value, "media_type"):  # a response
+            names = ["status_code", "media_type"]
+        else:
+            return Shape(_type_name(cls), None)
+        state = getattr(value, "__dict__", {})
+        pairs = ((n, state[n] if n in state else getattr(value, n, None)) for n in names)
+        return Shape(cls.__qualname__, self._fields_of(pairs, len(names), depth))
+
+    def _fields_of(self, pairs: Iterable[tuple[Any, Any]], size: int, depth: int) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        for index, (key, item) in enumerate(pairs):
+            if index >= 50:
+                out["…"] = f"{size - 50} more"
+                break
+            if not isinstance(key, str | int | float | bytes | bool) and key is not None:
+                key = _type_name(type(key))  # never a user __repr__, even for keys
+            secret = isinstance(key, str) and self.is_secret(key)
+            out[key] = REDACTED if secret else self.value_of(item, depth + 1)
+        return out
 
     def query_of(self, raw: bytes | str | None) -> str:
         """Return the query string with the values of secret parameters redacted."""
@@ -181,3 +246,30 @@ class Redactor:
             f"{quote(k, safe='')}={REDACTED if self.is_secret(k) else quote(v, safe='')}"
             for k, v in pairs
         )
+
+
+def _malformed_name(item: Any) -> bytes:
+    """The name of a malformed header entry, when it has a usable one."""
+    name = item[0] if isinstance(item, tuple | list) and item else None
+    return bytes(name[:100]) if isinstance(name, bytes | bytearray) else b"<malformed>"
+
+
+def _type_name(cls: type) -> str:
+    return f"<{cls.__module__}.{cls.__qualname__} object>"
+
+
+@final
+class Shape:
+    """A user object as asgitrace stores it: its class name and (redacted) fields."""
+
+    __slots__ = ("fields", "name")
+
+    def __init__(self, name: str, fields: dict[Any, Any] | None) -> None:
+        self.name = name
+        self.fields = fields
+
+    def __repr__(self) -> str:
+        if self.fields is None:
+            return self.name
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.fields.items())
+        return f"{self.name}({inner})"

@@ -165,39 +165,42 @@ class Stepper(Coroutine[Any, Any, Any]):
             result = call(value)
         except BaseException as exc:
             if mon is not None or self.rec is not None:
-                try:
-                    self._after_raise(mon, opened, exc)
-                except Exception as inner:
-                    self._disable(inner)
+                self._after(mon, opened, None, exc)
             raise
         if mon is not None or self.rec is not None:
-            try:
-                if mon is not None:
-                    mon.end(opened)
-                if self.rec is not None:
-                    self._suspended(self.rec, result, mon)
-            except Exception as exc:
-                self._disable(exc)
+            self._after(mon, opened, result, None)
         return result
 
     def _before(self, mon: LoopMonitor | None) -> bool:
         rec = self.rec
         if rec is not None and self.ref is None:
             self._started(rec)
-        opened = mon.begin(self.ref, rec) if mon is not None else False
         if rec is not None and self.t_suspend:
             self._resumed(rec, mon)
-        return opened
+        # Last, so that nothing can fail between opening the step and running it.
+        return mon.begin(self.ref, rec) if mon is not None else False
 
-    def _after_raise(self, mon: LoopMonitor | None, opened: bool, exc: BaseException) -> None:
-        if mon is not None:
-            mon.end(opened)
-        if isinstance(exc, StopIteration):
-            self._done(self.rec, "completed")
-        elif isinstance(exc, asyncio.CancelledError):
-            self._done(self.rec, "cancelled")
-        else:
-            self._done(self.rec, "failed", type(exc).__name__)
+    def _after(
+        self, mon: LoopMonitor | None, opened: bool, result: Any, exc: BaseException | None
+    ) -> None:
+        ended = mon is None
+        try:
+            if mon is not None:
+                mon.end(opened)
+                ended = True
+            if exc is None:
+                if self.rec is not None:
+                    self._suspended(self.rec, result, mon)
+            elif isinstance(exc, StopIteration):
+                self._done(self.rec, "completed")
+            elif isinstance(exc, asyncio.CancelledError):
+                self._done(self.rec, "cancelled")
+            else:
+                self._done(self.rec, "failed", type(exc).__name__)
+        except Exception as error:
+            if not ended and mon is not None:
+                mon.abandon()  # keep the loop's step accounting right for everyone else
+            self._disable(error)
 
     def _disable(self, exc: Exception) -> None:
         log_failure("the coroutine stepper", exc)
@@ -268,8 +271,8 @@ class Stepper(Coroutine[Any, Any, Any]):
         if self.timer_when is not None and self._loop is not None:
             lag = max(int((self._loop.time() - self.timer_when) * 1e9), 0)
             self.timer_when = None
-        # Steps between the suspension and this resume (whose own step has begun).
-        end = mon.steps - 1 if mon is not None else 0
+        # Steps other tasks ran between the suspension and this resume.
+        end = mon.steps if mon is not None else 0
         fields = (
             "resumed", t - self.t_suspend, lag, rec.response_done, self.steps_at_suspend, end,
             rec.task.id,

@@ -65,6 +65,26 @@ def _resolve(fields: Any, context: Any) -> Mapping[str, Any]:
     return MappingProxyType(dict(fields))
 
 
+MAX_TEXT: Final = 2048
+"""Characters kept of a path, query string or method (they come from clients)."""
+
+
+def _cut(text: str) -> str:
+    return text[:MAX_TEXT] + f"…(+{len(text) - MAX_TEXT} chars)"
+
+
+def _text(value: Any) -> str:
+    """A client-supplied scope value as bounded text (JSON-ready whatever its type)."""
+    if type(value) is not str:
+        value = safe_repr(value)
+    return value if len(value) <= MAX_TEXT else _cut(value)
+
+
+def _route_of(route: Any) -> str | None:
+    path = getattr(route, "path", None) if route is not None else None
+    return None if path is None else _text(path)
+
+
 @final
 class Recorder:
     """Collects the events of one request while it runs (mutable, request-local).
@@ -122,11 +142,12 @@ class Recorder:
         self.scope = scope
         self.task_obj = task_obj
         self.mon: Any = None
-        self.type: str = str(scope.get("type"))
-        self.method: str | None = scope.get("method")
-        self.path: str = str(scope.get("path", ""))
+        self.type: str = _text(scope.get("type"))
+        method = scope.get("method")
+        self.method: str | None = None if method is None else _text(method)
+        self.path: str = _text(scope.get("path", ""))
         self.headers = headers
-        self.query = query
+        self.query = query if len(query) <= MAX_TEXT else _cut(query)
         self.task = task
         self.redactor = redactor
         self.clock = clock
@@ -174,7 +195,7 @@ class Recorder:
             type=self.type,
             method=self.method,
             path=self.path,
-            route=getattr(route, "path", None) if route is not None else None,
+            route=_route_of(route),
             query=self.query,
             headers=self.headers,
             response_headers=self.response_headers,
