@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar, final
 
+from ._html import to_html, write_html
 from ._log import LOGGER, log_failure
 from ._trace import SCHEMA_VERSION, Trace
 
@@ -33,8 +34,10 @@ __all__ = [
     "load_json",
     "read_jsonl",
     "to_dict",
+    "to_html",
     "to_json",
     "to_perfetto",
+    "write_html",
     "write_jsonl",
     "write_perfetto",
 ]

@@ -1,0 +1,912 @@
+"""`to_html(traces)`: one self-contained HTML page of traces, for a browser.
+
+The page lays out the same models as the rich and markdown views (`_views`): a
+timeline of every request on one time axis, and for the selected request its execution
+table, variable tracker and key moments. Everything is rendered here, in Python, with
+every trace-derived text escaped; a small inline script adds the interaction (select a
+request, segment details on hover or click, keyboard navigation, ``#req-N`` links).
+Without the script the page still reads top to bottom.
+
+The file fetches nothing: styles and script are inline and its Content-Security-Policy
+(``default-src 'none'``) forbids any request. The script runs under a hash, so markup
+that slipped into a trace's text could not run even if escaping failed.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import html
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from typing import Any, Final, TypeAlias
+
+from ._trace import Trace
+from ._version import __version__
+from ._views import (
+    Lane,
+    Step,
+    execution_steps,
+    fmt_duration,
+    key_moments,
+    timeline_lanes,
+    variable_tracker,
+)
+
+__all__ = ["MAX_DETAILS", "to_html", "write_html"]
+
+StrPath: TypeAlias = "str | os.PathLike[str]"
+
+MAX_DETAILS: Final = 200
+"""Requests whose tables a report includes; the timeline always shows every request."""
+
+# A lane with more segments than this is drawn at a coarser grain (one bucket per
+# 1/_BUCKETS of the time axis), so a streaming request does not make the page heavy.
+_MAX_SEGMENTS: Final = 400
+_BUCKETS: Final = 2000
+_PRIORITY: Final = {"blocked": 4, "running": 3, "after": 2, "awaiting": 1}
+_STATE_NAMES: Final = {
+    "running": "Running",
+    "awaiting": "Awaiting",
+    "blocked": "Blocked the loop",
+    "after": "After the response",
+}
+_MARK_TAGS: Final = {
+    "blocked": "blocked the loop",
+    "child": "child task",
+    "thread": "worker thread",
+    "after": "after response",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "disconnected": "disconnected",
+}
+_WAIT_KINDS: Final = frozenset({"await", "yield", "thread"})
+# Rows that describe a span already named by the row before them (the wait of an await)
+# or drawn as their own segment (a block).
+_SPANS: Final = frozenset({"blocked", "loop"})
+
+_CSS: Final = """
+:root {
+  --bg: #f5f6f8; --card: #ffffff; --line: #e4e7ec; --line-soft: #eef0f3;
+  --text: #1d2433; --muted: #667085; --faint: #98a2b3; --accent: #4f46e5;
+  --accent-soft: #eef0ff; --hl: #fff6d6;
+  --running: #16a34a; --awaiting: #7dd3fc; --awaiting-edge: #0ea5e9;
+  --blocked: #dc2626; --after: #a3aab8;
+  --ok: #15803d; --ok-bg: #e8f7ee; --warn: #b45309; --warn-bg: #fff4e0;
+  --bad: #b91c1c; --bad-bg: #fdecec; --info: #1d4ed8; --info-bg: #e8efff;
+  --child: #a21caf; --child-bg: #fbeafd;
+  --mono: ui-monospace, "SFMono-Regular", "JetBrains Mono", Menlo, Consolas,
+    "DejaVu Sans Mono", monospace;
+  --sans: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", "Noto Sans",
+    "DejaVu Sans", sans-serif;
+  --label: 300px;
+  color-scheme: light dark;
+}
+@media (prefers-color-scheme: dark) {
+  :root {
+    --bg: #0e1116; --card: #161b22; --line: #2b313b; --line-soft: #20262e;
+    --text: #e6e9ef; --muted: #9aa4b2; --faint: #6b7480; --accent: #8b93ff;
+    --accent-soft: #23264a; --hl: #3a3413;
+    --running: #22c55e; --awaiting: #0c4a6e; --awaiting-edge: #38bdf8;
+    --blocked: #f05252; --after: #5b6472;
+    --ok: #4ade80; --ok-bg: #12301f; --warn: #fbbf24; --warn-bg: #33270f;
+    --bad: #f87171; --bad-bg: #3a1717; --info: #93b4ff; --info-bg: #172445;
+    --child: #e879f9; --child-bg: #371a3b;
+  }
+}
+* { box-sizing: border-box; }
+html { background: var(--bg); }
+body {
+  margin: 0; color: var(--text); font: 14px/1.5 var(--sans);
+  -webkit-font-smoothing: antialiased;
+}
+code, .mono { font-family: var(--mono); font-size: 12.5px; }
+h1, h2, h3 { margin: 0; font-weight: 650; letter-spacing: -0.01em; }
+.wrap { max-width: 1480px; margin: 0 auto; padding: 0 24px; }
+header.top { background: var(--card); border-bottom: 1px solid var(--line); }
+header.top .wrap { display: flex; flex-wrap: wrap; align-items: center; gap: 12px 32px;
+  padding-top: 18px; padding-bottom: 18px; }
+.brand { display: flex; align-items: center; gap: 10px; }
+.logo { width: 30px; height: 30px; border-radius: 8px; flex: none;
+  background: conic-gradient(var(--running) 0 35%, var(--awaiting-edge) 35% 80%,
+  var(--blocked) 80% 100%); box-shadow: inset 0 0 0 7px var(--card); }
+.brand h1 { font-size: 18px; }
+.brand .sub { color: var(--muted); font-size: 12px; }
+.stats { display: flex; flex-wrap: wrap; gap: 8px 28px; margin-left: auto; }
+.stat { display: flex; flex-direction: column; }
+.stat b { font-size: 17px; font-weight: 650; font-variant-numeric: tabular-nums; }
+.stat span { color: var(--muted); font-size: 11.5px; text-transform: uppercase;
+  letter-spacing: 0.05em; }
+.stat.bad b { color: var(--bad); }
+main.wrap { padding-top: 20px; padding-bottom: 40px; }
+.card { background: var(--card); border: 1px solid var(--line); border-radius: 12px;
+  box-shadow: 0 1px 2px rgba(16, 24, 40, 0.04); margin-bottom: 20px; }
+.card-head { display: flex; flex-wrap: wrap; align-items: center; gap: 8px 20px;
+  padding: 14px 18px; border-bottom: 1px solid var(--line); }
+.card-head h2 { font-size: 15px; }
+.hint { color: var(--muted); font-size: 12.5px; }
+.legend { display: flex; flex-wrap: wrap; gap: 6px 16px; margin-left: auto;
+  font-size: 12.5px; color: var(--muted); }
+.legend span { display: inline-flex; align-items: center; gap: 6px; }
+.legend i { display: inline-block; width: 22px; height: 10px; border-radius: 3px; }
+.legend i.awaiting { height: 6px; }
+/* timeline */
+.tl { max-height: 460px; overflow: auto; position: relative; outline: none; }
+.tl-axis { position: sticky; top: 0; z-index: 3; display: grid;
+  grid-template-columns: var(--label) 1fr; background: var(--card);
+  border-bottom: 1px solid var(--line); height: 30px; }
+.tl-axis .corner { padding: 6px 12px 0 18px; color: var(--faint); font-size: 11.5px;
+  text-transform: uppercase; letter-spacing: 0.05em; }
+.ticks { position: relative; margin-right: 24px; }
+.tick { position: absolute; top: 8px; transform: translateX(-50%); color: var(--muted);
+  font-size: 11.5px; white-space: nowrap; font-variant-numeric: tabular-nums; }
+.tick.first { transform: none; }
+.tl-body { position: relative; padding: 4px 0 8px; }
+.grid { position: absolute; top: 0; bottom: 0; left: var(--label); right: 24px;
+  pointer-events: none; }
+.gl { position: absolute; top: 0; bottom: 0; width: 1px; background: var(--line-soft); }
+.lane { display: grid; grid-template-columns: var(--label) 1fr; align-items: center;
+  height: 30px; cursor: pointer; position: relative; border-left: 3px solid transparent; }
+.lane:hover { background: rgba(127, 127, 127, 0.06); }
+.lane.selected { background: var(--accent-soft); border-left-color: var(--accent); }
+.lane:focus-visible { outline: 2px solid var(--accent); outline-offset: -2px; }
+.lane-label { display: flex; align-items: center; gap: 8px; min-width: 0;
+  padding: 0 12px 0 15px; font-size: 13px; }
+.lane-n { color: var(--faint); font-size: 11.5px; width: 26px; text-align: right;
+  flex: none; font-variant-numeric: tabular-nums; }
+.method { font-weight: 650; font-size: 11.5px; letter-spacing: 0.03em; flex: none; }
+.path { font-family: var(--mono); font-size: 12.5px; overflow: hidden;
+  text-overflow: ellipsis; white-space: nowrap; min-width: 0; flex: 1; }
+.lane-dur { color: var(--muted); font-size: 12px; flex: none;
+  font-variant-numeric: tabular-nums; }
+.pill { display: inline-block; padding: 0 7px; border-radius: 999px; font-size: 11.5px;
+  font-weight: 600; line-height: 18px; flex: none; background: var(--line-soft);
+  color: var(--muted); }
+.pill.ok { background: var(--ok-bg); color: var(--ok); }
+.pill.warn { background: var(--warn-bg); color: var(--warn); }
+.pill.bad { background: var(--bad-bg); color: var(--bad); }
+.pill.info { background: var(--info-bg); color: var(--info); }
+.pill.child { background: var(--child-bg); color: var(--child); }
+.pill.accent { background: var(--accent-soft); color: var(--accent); }
+.track { position: relative; height: 100%; margin-right: 24px; }
+.extent { position: absolute; top: 14px; height: 2px; background: var(--line); }
+.seg { position: absolute; top: 7px; height: 16px; min-width: 2px; border-radius: 3px; }
+.seg.running { background: var(--running); z-index: 2; }
+.seg.awaiting { top: 11px; height: 8px; z-index: 1; background: var(--awaiting);
+  box-shadow: inset 0 0 0 1px var(--awaiting-edge); opacity: 0.9; }
+.seg.after { background: repeating-linear-gradient(135deg, var(--after) 0 3px,
+  transparent 3px 6px); box-shadow: inset 0 0 0 1px var(--after); z-index: 1; }
+.seg.blocked { top: 4px; height: 22px; z-index: 3; background: repeating-linear-gradient(
+  135deg, var(--blocked) 0 5px, #b91c1c 5px 10px); box-shadow: 0 0 0 1px var(--card); }
+.legend i.running { background: var(--running); }
+.legend i.awaiting { background: var(--awaiting);
+  box-shadow: inset 0 0 0 1px var(--awaiting-edge); }
+.legend i.blocked { background: repeating-linear-gradient(135deg, var(--blocked) 0 4px,
+  #b91c1c 4px 8px); }
+.legend i.after { background: repeating-linear-gradient(135deg, var(--after) 0 3px,
+  transparent 3px 6px); box-shadow: inset 0 0 0 1px var(--after); }
+.seg:hover, .seg.active { outline: 2px solid var(--text); outline-offset: 1px; z-index: 4; }
+.lane-flag { color: var(--blocked); font-size: 12px; flex: none; }
+.seg-detail { display: flex; flex-wrap: wrap; align-items: baseline; gap: 4px 14px;
+  padding: 10px 18px; border-top: 1px solid var(--line); color: var(--muted);
+  font-size: 13px; min-height: 42px; }
+.seg-detail b { color: var(--text); }
+.seg-detail a { color: var(--accent); text-decoration: none; }
+.seg-detail a:hover { text-decoration: underline; }
+.swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px;
+  margin-right: 6px; vertical-align: 0; }
+.swatch.running { background: var(--running); }
+.swatch.awaiting { background: var(--awaiting-edge); }
+.swatch.blocked { background: var(--blocked); }
+.swatch.after { background: var(--after); }
+#tip { position: fixed; z-index: 20; max-width: 440px; padding: 9px 12px;
+  border-radius: 8px; background: #111827; color: #f3f4f6; font-size: 12.5px;
+  line-height: 1.45; box-shadow: 0 8px 24px rgba(0, 0, 0, 0.25); pointer-events: none; }
+#tip .t-head { font-weight: 650; }
+#tip .t-sub { color: #9ca3af; }
+#tip .t-what { margin-top: 4px; }
+.selection { position: sticky; top: 0; z-index: 5; display: flex; align-items: center;
+  gap: 10px; margin: 0 0 14px; padding: 8px 14px; border-radius: 10px;
+  background: var(--card); border: 1px solid var(--line); font-size: 13px;
+  color: var(--muted); box-shadow: 0 4px 12px rgba(16, 24, 40, 0.06); }
+.selection:empty { display: none; }
+.selection b { color: var(--text); }
+.selection .keys { margin-left: auto; color: var(--faint); font-size: 12px; }
+kbd { font-family: var(--mono); font-size: 11px; padding: 0 5px; border-radius: 4px;
+  border: 1px solid var(--line); background: var(--bg); }
+/* request details */
+section.request { scroll-margin-top: 64px; }
+.req-head { padding: 16px 18px 14px; border-bottom: 1px solid var(--line); }
+.req-head h2 { display: flex; flex-wrap: wrap; align-items: center; gap: 10px;
+  font-size: 17px; }
+.req-head h2 .path { flex: 0 1 auto; font-size: 15px; white-space: normal;
+  overflow-wrap: anywhere; }
+.req-head h2 .method { font-size: 13px; }
+.req-n { color: var(--faint); font-weight: 500; font-size: 13px; }
+dl.meta { display: flex; flex-wrap: wrap; gap: 6px 26px; margin: 10px 0 0; font-size: 12.5px; }
+dl.meta div { display: flex; gap: 6px; min-width: 0; }
+dl.meta dt { color: var(--muted); }
+dl.meta dd { margin: 0; overflow-wrap: anywhere; }
+.block { padding: 14px 18px 6px; }
+.block h3 { font-size: 13px; color: var(--muted); text-transform: uppercase;
+  letter-spacing: 0.05em; margin-bottom: 10px; font-weight: 600; }
+ul.moments { list-style: none; margin: 0; padding: 0; display: grid; gap: 6px; }
+ul.moments li { padding: 7px 12px; border-radius: 8px; background: var(--bg);
+  border-left: 3px solid var(--faint); }
+ul.moments li.bad { background: var(--bad-bg); border-left-color: var(--blocked);
+  color: var(--bad); font-weight: 550; }
+ul.moments li.warn { background: var(--warn-bg); border-left-color: var(--warn); }
+ul.moments li.info { border-left-color: var(--awaiting-edge); }
+.table-wrap { overflow-x: auto; border: 1px solid var(--line); border-radius: 8px;
+  margin-bottom: 10px; }
+table { border-collapse: collapse; width: 100%; font-size: 13px; }
+th { text-align: left; font-weight: 600; font-size: 11.5px; color: var(--muted);
+  text-transform: uppercase; letter-spacing: 0.04em; background: var(--bg);
+  padding: 8px 10px; border-bottom: 1px solid var(--line); white-space: nowrap; }
+td { padding: 7px 10px; border-bottom: 1px solid var(--line-soft); vertical-align: top; }
+tr:last-child td { border-bottom: none; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.time { color: var(--muted); }
+td.action { min-width: 260px; }
+td.out { min-width: 150px; }
+td.out code { overflow-wrap: anywhere; }
+table.exec tr.mark-blocked td { background: var(--bad-bg); }
+table.exec tr.mark-blocked td.action { color: var(--bad); font-weight: 600; }
+table.exec tr.mark-blocked td:first-child { box-shadow: inset 3px 0 0 var(--blocked); }
+table.exec tr.mark-failed td { background: var(--bad-bg); }
+table.exec tr.mark-child td:first-child { box-shadow: inset 3px 0 0 var(--child); }
+table.exec tr.mark-thread td:first-child { box-shadow: inset 3px 0 0 var(--info); }
+table.exec tr.mark-loop td { color: var(--muted); }
+table.exec tr.mark-after td { color: var(--muted); font-style: italic; }
+table.exec tr.mark-cancelled td, table.exec tr.mark-disconnected td {
+  background: var(--warn-bg); }
+table.exec tr.hl td { background: var(--hl); }
+table.exec tr:target td { background: var(--hl); }
+.tag { display: inline-block; margin-right: 6px; padding: 0 6px; border-radius: 4px;
+  font-size: 10.5px; font-weight: 650; text-transform: uppercase; letter-spacing: 0.04em;
+  line-height: 17px; vertical-align: 1px; font-style: normal; }
+.tag.blocked, .tag.failed { background: var(--blocked); color: #fff; }
+.tag.child { background: var(--child-bg); color: var(--child); }
+.tag.thread { background: var(--info-bg); color: var(--info); }
+.tag.after { background: var(--line-soft); color: var(--muted); }
+.tag.cancelled, .tag.disconnected { background: var(--warn-bg); color: var(--warn); }
+.yes { color: var(--awaiting-edge); font-weight: 650; }
+.no { color: var(--faint); }
+table.tracker td:first-child, table.tracker th:first-child { position: sticky; left: 0;
+  background: var(--card); font-family: var(--mono); font-size: 12.5px;
+  white-space: nowrap; box-shadow: inset -1px 0 0 var(--line); }
+table.tracker th:first-child { background: var(--bg); }
+table.tracker td.changed { color: var(--accent); font-weight: 600; }
+table.tracker td.same { color: var(--faint); }
+details.headers { padding: 4px 18px 16px; }
+details.headers summary { cursor: pointer; color: var(--muted); font-size: 13px; }
+details.headers table { margin-top: 8px; }
+details.headers td { font-family: var(--mono); font-size: 12px; overflow-wrap: anywhere; }
+.note { color: var(--muted); font-size: 13px; padding: 10px 18px; }
+.empty { padding: 28px 18px; color: var(--muted); text-align: center; }
+footer { color: var(--faint); font-size: 12px; text-align: center; padding: 0 0 28px; }
+.js section.request[hidden], [hidden] { display: none !important; }
+@media (max-width: 760px) { :root { --label: 170px; } .lane-dur { display: none; } }
+"""
+
+_JS: Final = """
+(function () {
+  "use strict";
+  var doc = document, root = doc.documentElement;
+  var data = JSON.parse(doc.getElementById("asgitrace-data").textContent);
+  var lanes = [].slice.call(doc.querySelectorAll(".lane"));
+  var sections = [].slice.call(doc.querySelectorAll("section.request"));
+  var missing = doc.getElementById("req-missing");
+  var bar = doc.getElementById("selection");
+  var box = doc.getElementById("seg-detail");
+  var timeline = doc.getElementById("timeline-lanes");
+  var tip = doc.createElement("div");
+  var current = 0, activeSeg = null, activeRow = null;
+  root.classList.add("js");
+  if (!timeline) { root.setAttribute("data-ready", "true"); return; }
+  tip.id = "tip"; tip.setAttribute("role", "tooltip"); tip.hidden = true;
+  doc.body.appendChild(tip);
+
+  function el(tag, cls, text) {
+    var node = doc.createElement(tag);
+    if (cls) { node.className = cls; }
+    if (text !== undefined) { node.textContent = text; }
+    return node;
+  }
+  function info(n) { return data.requests[n - 1]; }
+
+  function select(n, user) {
+    if (!info(n)) { return; }
+    current = n;
+    lanes.forEach(function (lane) {
+      var on = Number(lane.dataset.n) === n;
+      lane.classList.toggle("selected", on);
+      lane.setAttribute("aria-selected", on ? "true" : "false");
+      lane.tabIndex = on ? 0 : -1;
+      if (on && user) {
+        lane.focus({preventScroll: true});
+        lane.scrollIntoView({block: "nearest"});
+      }
+    });
+    var shown = false;
+    sections.forEach(function (section) {
+      var on = Number(section.dataset.n) === n;
+      section.hidden = !on;
+      shown = shown || on;
+    });
+    if (missing) { missing.hidden = shown; }
+    var r = info(n);
+    bar.textContent = "";
+    bar.appendChild(el("span", "pill accent", "Request " + n + " of " + data.requests.length));
+    bar.appendChild(el("b", "", r.method + " " + r.path));
+    bar.appendChild(el("span", "", "\\u2192 " + (r.status === null ? "no response" : r.status) +
+      " in " + r.duration + " \\u00b7 " + r.outcome +
+      (r.detail ? "" : " \\u00b7 no details in this report")));
+    var keys = el("span", "keys");
+    keys.appendChild(el("kbd", "", "\\u2191"));
+    keys.appendChild(doc.createTextNode(" "));
+    keys.appendChild(el("kbd", "", "\\u2193"));
+    keys.appendChild(doc.createTextNode(" other requests"));
+    bar.appendChild(keys);
+  }
+
+  function describe(seg) {
+    var lane = seg.closest(".lane"), n = Number(lane.dataset.n), r = info(n);
+    return {
+      n: n, state: seg.dataset.state, label: data.states[seg.dataset.state],
+      when: seg.dataset.at + " \\u2192 " + seg.dataset.end + " (" + seg.dataset.took + ")",
+      what: seg.dataset.what, step: seg.dataset.step,
+      request: "#" + n + " " + r.method + " " + r.path
+    };
+  }
+
+  function showTip(seg, x, y) {
+    var d = describe(seg);
+    tip.textContent = "";
+    tip.appendChild(el("div", "t-head", d.label + " \\u00b7 " + d.when));
+    tip.appendChild(el("div", "t-sub", d.request + " \\u00b7 from its arrival"));
+    if (d.what) {
+      var step = d.step ? "Step " + d.step + " \\u00b7 " : "";
+      tip.appendChild(el("div", "t-what", step + d.what));
+    }
+    tip.hidden = false;
+    moveTip(x, y);
+  }
+  function moveTip(x, y) {
+    var w = tip.offsetWidth, h = tip.offsetHeight;
+    var left = Math.min(x + 14, window.innerWidth - w - 8);
+    var top = y + 18 + h > window.innerHeight ? y - h - 12 : y + 18;
+    tip.style.left = Math.max(left, 8) + "px";
+    tip.style.top = Math.max(top, 8) + "px";
+  }
+
+  function pin(seg) {
+    var d = describe(seg);
+    if (activeSeg) { activeSeg.classList.remove("active"); }
+    if (activeRow) { activeRow.classList.remove("hl"); activeRow = null; }
+    activeSeg = seg; seg.classList.add("active");
+    box.textContent = "";
+    var head = el("b", "");
+    head.appendChild(el("span", "swatch " + d.state));
+    head.appendChild(doc.createTextNode(d.label));
+    box.appendChild(head);
+    box.appendChild(el("span", "", d.when + " from the arrival of " + d.request));
+    if (d.what) { box.appendChild(el("span", "", d.what)); }
+    if (d.step) {
+      var row = doc.getElementById("req-" + d.n + "-step-" + d.step);
+      if (row) {
+        activeRow = row; row.classList.add("hl");
+        var link = el("a", "", "Step " + d.step + " \\u2193");
+        link.href = "#" + row.id;
+        link.addEventListener("click", function (ev) {
+          ev.preventDefault(); row.scrollIntoView({block: "center", behavior: "smooth"});
+        });
+        box.appendChild(link);
+      }
+    }
+  }
+
+  timeline.addEventListener("click", function (ev) {
+    var lane = ev.target.closest(".lane");
+    if (!lane) { return; }
+    select(Number(lane.dataset.n), true);
+    var seg = ev.target.closest(".seg");
+    if (seg) { pin(seg); }
+  });
+  timeline.addEventListener("mouseover", function (ev) {
+    var seg = ev.target.closest(".seg");
+    if (seg) { showTip(seg, ev.clientX, ev.clientY); }
+  });
+  timeline.addEventListener("mousemove", function (ev) {
+    if (!tip.hidden) { moveTip(ev.clientX, ev.clientY); }
+  });
+  timeline.addEventListener("mouseout", function (ev) {
+    var seg = ev.target.closest(".seg");
+    if (seg && !seg.contains(ev.relatedTarget)) { tip.hidden = true; }
+  });
+  timeline.addEventListener("keydown", function (ev) {
+    var total = data.requests.length, next = current;
+    if (ev.key === "ArrowDown" || ev.key === "j") { next = Math.min(current + 1, total); }
+    else if (ev.key === "ArrowUp" || ev.key === "k") { next = Math.max(current - 1, 1); }
+    else if (ev.key === "Home") { next = 1; }
+    else if (ev.key === "End") { next = total; }
+    else { return; }
+    ev.preventDefault();
+    select(next, true);
+  });
+  window.addEventListener("hashchange", function () { fromHash(); });
+
+  function fromHash() {
+    var m = /^#req-(\\d+)/.exec(location.hash), n = m ? Number(m[1]) : 1;
+    select(info(n) ? n : 1, false);
+  }
+  fromHash();
+  root.setAttribute("data-ready", "true");
+})();
+"""
+
+_SCRIPT_HASH: Final = base64.b64encode(hashlib.sha256(_JS.encode()).digest()).decode()
+_CSP: Final = (
+    "default-src 'none'; style-src 'unsafe-inline'; "
+    f"script-src 'sha256-{_SCRIPT_HASH}'; base-uri 'none'; form-action 'none'"
+)
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _json_for_script(data: Any) -> str:
+    """JSON that cannot end its ``<script>`` element or open markup inside it."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    for char, escaped in (
+        ("&", "\\u0026"),
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
+        text = text.replace(char, escaped)
+    return text
+
+
+def _pct(value: float) -> str:
+    return f"{value:.4f}".rstrip("0").rstrip(".") + "%"
+
+
+def _ticks(span: int) -> list[tuple[int, str]]:
+    """Round tick positions (1, 2 or 5 times a power of ten) for an axis of *span* ns."""
+    raw = span / 8
+    magnitude = 10 ** math.floor(math.log10(raw)) if raw >= 1 else 1
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    step = max(int(step), 1)
+    if span >= 1_000_000_000:
+        unit, scale = "s", 1e9
+    elif span >= 1_000_000:
+        unit, scale = "ms", 1e6
+    elif span >= 1_000:
+        unit, scale = "µs", 1e3
+    else:
+        unit, scale = "ns", 1.0
+    return [(at, "0" if at == 0 else f"{at / scale:g} {unit}") for at in range(0, span + 1, step)]
+
+
+def _status_class(trace: Trace) -> str:
+    status = trace.status
+    if status is None:
+        return "bad" if trace.outcome == "failed" else ""
+    if status >= 500:
+        return "bad"
+    if status >= 400:
+        return "warn"
+    return "ok" if status < 300 else "info"
+
+
+def _method(trace: Trace) -> str:
+    return trace.method or trace.type.upper()
+
+
+def _coarsen(
+    segments: Sequence[tuple[int, int, str]], origin: int, span: int
+) -> list[tuple[int, int, str]]:
+    """At most one segment per bucket of the axis: the state that matters most there."""
+    width = max(span // _BUCKETS, 1)
+    buckets: dict[int, str] = {}
+    for start, end, state in segments:
+        for bucket in range((start - origin) // width, (max(end - 1, start) - origin) // width + 1):
+            held = buckets.get(bucket)
+            if held is None or _PRIORITY[state] > _PRIORITY[held]:
+                buckets[bucket] = state
+    merged: list[tuple[int, int, str]] = []
+    for bucket in sorted(buckets):
+        start, state = origin + bucket * width, buckets[bucket]
+        if merged and merged[-1][2] == state and merged[-1][1] == start:
+            merged[-1] = (merged[-1][0], start + width, state)
+        else:
+            merged.append((start, start + width, state))
+    return merged
+
+
+def _segment_step(
+    trace: Trace, steps: Sequence[Step], start: int, end: int, state: str
+) -> tuple[Step | None, str]:
+    """The execution-table row a timeline segment belongs to, and a sentence for it."""
+    if state == "blocked":
+        block = next(
+            (s for s in steps if s.kind == "blocked" and s.duration_ns == end - start), None
+        )
+        return block, block.action if block is not None else "A step held the event loop"
+    offset = start - trace.start_ns
+    request = trace.task.name
+    found: Step | None = None
+    for step in steps:
+        if step.offset_ns > offset:
+            break
+        if step.kind not in _SPANS and step.task == request:
+            found = step
+    if found is None:  # the arrival, recorded a moment after the trace's start
+        found = next((s for s in steps if s.task == request and s.kind not in _SPANS), None)
+        if found is None:
+            return None, ""
+    if state == "awaiting" and found.kind not in _WAIT_KINDS:
+        return None, "Suspended inside the framework (a short wait the table leaves out)"
+    what = found.action
+    if state == "awaiting" and found.number < len(steps):
+        following = steps[found.number]  # numbers count from 1: this is the next row
+        if following.kind == "loop":
+            what += " — " + following.action
+    return found, what
+
+
+def _lane_html(
+    n: int, trace: Trace, steps: Sequence[Step], lane: Lane, origin: int, span: int
+) -> str:
+    segments: Sequence[tuple[int, int, str]] = lane.segments
+    coarse = len(segments) > _MAX_SEGMENTS
+    if coarse:
+        segments = _coarsen(segments, origin, span)
+    # Waits first, blocks last: later siblings paint over earlier ones.
+    ordered = sorted(segments, key=lambda s: (_PRIORITY[s[2]], s[0]))
+    parts = []
+    for start, end, state in ordered:
+        if coarse:
+            step, what = None, f"Drawn coarsely: this request has {len(lane.segments)} segments"
+        else:
+            step, what = _segment_step(trace, steps, start, end, state)
+        parts.append(
+            f'<div class="seg {_e(state)}" style="left:{_pct((start - origin) * 100 / span)};'
+            f'width:{_pct(max(end - start, 0) * 100 / span)}" data-state="{_e(state)}"'
+            f' data-at="{_e(fmt_duration(max(start - trace.start_ns, 0)))}"'
+            f' data-end="{_e(fmt_duration(max(end - trace.start_ns, 0)))}"'
+            f' data-took="{_e(fmt_duration(end - start))}" data-what="{_e(what)}"'
+            f' data-step="{step.number if step is not None else ""}"></div>'
+        )
+    blocked = any(s[2] == "blocked" for s in lane.segments)
+    status = trace.status if trace.status is not None else trace.outcome
+    full = f"{_method(trace)} {trace.path}"
+    flag = '<span class="lane-flag" title="blocked the event loop">⚠</span>' if blocked else ""
+    return (
+        f'<div class="lane" id="lane-{n}" data-n="{n}" role="option" aria-selected="false"'
+        f' tabindex="{0 if n == 1 else -1}" title="{_e(full)}">'
+        f'<div class="lane-label"><span class="lane-n">{n}</span>'
+        f'<span class="method">{_e(_method(trace))}</span>'
+        f'<span class="path">{_e(trace.path)}</span>{flag}'
+        f'<span class="pill {_status_class(trace)}">{_e(status)}</span>'
+        f'<span class="lane-dur">{_e(fmt_duration(trace.duration_ns))}</span></div>'
+        f'<div class="track"><div class="extent" style="left:'
+        f"{_pct((lane.start_ns - origin) * 100 / span)};width:"
+        f'{_pct((lane.end_ns - lane.start_ns) * 100 / span)}"></div>{"".join(parts)}</div></div>'
+    )
+
+
+def _timeline_html(
+    traces: Sequence[Trace], steps: Sequence[Sequence[Step]], lanes: Sequence[Lane]
+) -> str:
+    origin = min(lane.start_ns for lane in lanes)
+    span = max(max(lane.end_ns for lane in lanes) - origin, 1)
+    ticks = _ticks(span)
+    tick_html = "".join(
+        f'<span class="tick{" first" if at == 0 else ""}" style="left:{_pct(at * 100 / span)}">'
+        f"{_e(label)}</span>"
+        for at, label in ticks
+    )
+    grid = "".join(
+        f'<div class="gl" style="left:{_pct(at * 100 / span)}"></div>' for at, _ in ticks
+    )
+    lane_html = "".join(
+        _lane_html(n, trace, trace_steps, lane, origin, span)
+        for n, (trace, trace_steps, lane) in enumerate(zip(traces, steps, lanes, strict=True), 1)
+    )
+    legend = "".join(
+        f'<span><i class="{state}"></i>{_e(name.lower())}</span>'
+        for state, name in _STATE_NAMES.items()
+    )
+    return (
+        '<section class="card" id="timeline">'
+        '<div class="card-head"><h2>Timeline</h2>'
+        '<span class="hint">one lane per request · click a lane to see its tables</span>'
+        f'<div class="legend">{legend}</div></div>'
+        '<div class="tl" id="timeline-lanes" role="listbox" aria-label="Requests">'
+        '<div class="tl-axis"><div class="corner">Request</div>'
+        f'<div class="ticks">{tick_html}</div></div>'
+        f'<div class="tl-body"><div class="grid">{grid}</div>{lane_html}</div></div>'
+        '<div class="seg-detail" id="seg-detail">Hover a segment for its details;'
+        " click one to pin them here.</div></section>"
+    )
+
+
+def _row_html(n: int, step: Step) -> str:
+    classes = [f"kind-{step.kind}"] if step.kind else []
+    if step.mark:
+        classes.append(f"mark-{step.mark}")
+    tag = _MARK_TAGS.get(step.mark)
+    action = (f'<span class="tag {_e(step.mark)}">{_e(tag)}</span>' if tag else "") + _e(
+        step.action
+    )
+    at = ("≈" if step.approx else "") + fmt_duration(step.offset_ns)
+    took = fmt_duration(step.duration_ns) if step.duration_ns is not None else ""
+    awaited = '<span class="yes">Yes</span>' if step.awaited else '<span class="no">No</span>'
+    return (
+        f'<tr id="req-{n}-step-{step.number}" class="{" ".join(classes)}">'
+        f'<td class="num">{step.number}</td><td class="num time">{_e(at)}</td>'
+        f'<td class="num time">{_e(took)}</td><td class="action">{action}</td>'
+        f"<td>{_e(step.before)}</td><td>{awaited}</td><td>{_e(step.after)}</td>"
+        f'<td class="out"><code>{_e(step.output)}</code></td></tr>'
+    )
+
+
+def _moment_class(moment: str) -> str:
+    if moment.startswith("Blocked"):
+        return "bad"
+    if moment.startswith("Loop lag") or "after the response" in moment:
+        return "warn"
+    return "info"
+
+
+def _headers_html(trace: Trace) -> str:
+    groups = [("Request headers", trace.headers), ("Response headers", trace.response_headers)]
+    tables = "".join(
+        f"<table><tr><th>{_e(name)}</th><th></th></tr>"
+        + "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in pairs)
+        + "</table>"
+        for name, pairs in groups
+        if pairs
+    )
+    if not tables:
+        return ""
+    return f'<details class="headers"><summary>Headers (redacted)</summary>{tables}</details>'
+
+
+def _started(trace: Trace) -> str:
+    if trace.start <= 0:
+        return ""
+    when = datetime.datetime.fromtimestamp(trace.start, tz=datetime.timezone.utc)
+    return when.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+def _request_html(n: int, trace: Trace, steps: Sequence[Step]) -> str:
+    tracker = variable_tracker(trace, steps)
+    status = trace.status if trace.status is not None else "no response"
+    meta = [
+        ("Took", fmt_duration(trace.duration_ns)),
+        ("Outcome", trace.outcome + (f" ({trace.exception})" if trace.exception else "")),
+        ("Route", trace.route or ""),
+        ("Query", trace.query),
+        ("Started", _started(trace)),
+        ("Task", trace.task.name),
+        ("Trace id", trace.id),
+        ("Events", str(len(trace.raw_events))),
+        ("Dropped", f"{trace.dropped} (max_events)" if trace.dropped else ""),
+    ]
+    meta_html = "".join(f"<div><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>" for k, v in meta if v)
+    moments = "".join(f'<li class="{_moment_class(m)}">{_e(m)}</li>' for m in key_moments(trace))
+    rows = "".join(_row_html(n, step) for step in steps)
+    head = "".join(
+        f'<th class="num">{h}</th>' if h in ("Step", "At", "Took") else f"<th>{h}</th>"
+        for h in (
+            "Step",
+            "At",
+            "Took",
+            "Action",
+            "State Before",
+            "Awaited?",
+            "State After",
+            "Output",
+        )
+    )
+    tracker_head = "<th>Variable</th>" + "".join(f"<th>{_e(c)}</th>" for c in tracker.columns)
+    tracker_rows = ""
+    for name, values in tracker.rows:
+        cells = []
+        for i, value in enumerate(values):
+            changed = "changed" if i and value != values[i - 1] else ("same" if i else "")
+            cells.append(f'<td class="{changed}">{_e(value)}</td>')
+        tracker_rows += f"<tr><td>{_e(name)}</td>{''.join(cells)}</tr>"
+    approx = (
+        '<p class="note">≈ marks a time derived from the next observation, not observed'
+        " itself (exact entry times need Python 3.12+).</p>"
+        if any(s.approx for s in steps)
+        else ""
+    )
+    return (
+        f'<section class="card request" id="req-{n}" data-n="{n}"'
+        f' aria-labelledby="req-{n}-title">'
+        f'<header class="req-head"><h2 id="req-{n}-title"><span class="req-n">#{n}</span>'
+        f'<span class="method">{_e(_method(trace))}</span>'
+        f'<span class="path">{_e(trace.path)}</span><span class="arrow">→</span>'
+        f'<span class="pill {_status_class(trace)}">{_e(status)}</span></h2>'
+        f'<dl class="meta">{meta_html}</dl></header>'
+        f'<div class="block moments-block"><h3>Key moments</h3>'
+        f'<ul class="moments">{moments}</ul></div>'
+        f'<div class="block exec-block"><h3>Execution table</h3><div class="table-wrap">'
+        f'<table class="exec"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
+        f"</table></div>{approx}</div>"
+        f'<div class="block tracker-block"><h3>Variable tracker</h3><div class="table-wrap">'
+        f'<table class="tracker"><thead><tr>{tracker_head}</tr></thead>'
+        f"<tbody>{tracker_rows}</tbody></table></div></div>"
+        f"{_headers_html(trace)}</section>"
+    )
+
+
+def _detailed(traces: Sequence[Trace], limit: int) -> set[int]:
+    """Which requests (by index) get tables: all, or the notable and slowest first."""
+    if len(traces) <= limit:
+        return set(range(len(traces)))
+
+    def rank(index: int) -> tuple[bool, int]:
+        trace = traces[index]
+        notable = (
+            bool(trace.blocking()) or trace.outcome != "completed" or (trace.status or 0) >= 500
+        )
+        return (not notable, -trace.duration_ns)
+
+    return set(sorted(range(len(traces)), key=rank)[:limit])
+
+
+def to_html(
+    traces: Trace | Iterable[Trace],
+    *,
+    title: str = "asgitrace report",
+    max_details: int = MAX_DETAILS,
+) -> str:
+    """Return one self-contained HTML page showing *traces*.
+
+    The page has a timeline of every request on a shared time axis (running, awaiting,
+    blocked and after-response segments; hover or click a segment for its details, click
+    a lane to select its request) and, for the selected request, its execution table,
+    variable tracker and key moments. Styles and script are inline and the page fetches
+    nothing; every text that comes from a trace is escaped.
+
+    Args:
+        traces: One finished trace or several, e.g. ``tracer.traces``; shown in order
+            of arrival.
+        title: The page's title.
+        max_details: How many requests get their tables in the page (the timeline shows
+            all of them). Beyond it, requests that blocked the loop or failed come first,
+            then the slowest.
+
+    Returns:
+        The HTML document.
+
+    .. versionadded:: 0.1
+    """
+    ordered = sorted([traces] if isinstance(traces, Trace) else traces, key=lambda t: t.start_ns)
+    lanes = timeline_lanes(ordered)
+    steps = [execution_steps(trace) for trace in ordered]
+    detailed = _detailed(ordered, max(max_details, 0))
+    count = len(ordered)
+    stats: list[tuple[str, str, str]] = [
+        (str(count), "request" if count == 1 else "requests", ""),
+    ]
+    body: list[str] = []
+    if ordered:
+        origin = min(t.start_ns for t in ordered)
+        span = max(t.end_ns for t in ordered) - origin
+        blocked = sum(1 for t in ordered if t.blocking())
+        failed = sum(1 for t in ordered if t.outcome != "completed")
+        stats.append((fmt_duration(span), "time span", ""))
+        stats.append((fmt_duration(max(t.duration_ns for t in ordered)), "slowest", ""))
+        stats.append((str(blocked), "blocked the loop", "bad" if blocked else ""))
+        stats.append((str(failed), "not completed", "bad" if failed else ""))
+        started = _started(ordered[0])
+        if started:
+            stats.append((started, "first arrival", ""))
+        body.append(_timeline_html(ordered, steps, lanes))
+        body.append('<div class="selection" id="selection" aria-live="polite"></div>')
+        body.extend(
+            _request_html(n, trace, steps[n - 1])
+            for n, trace in enumerate(ordered, 1)
+            if n - 1 in detailed
+        )
+        body.append(
+            '<section class="card" id="req-missing" hidden><div class="empty">This report'
+            f" includes the tables of {len(detailed)} of its {count} requests;"
+            " this one is only in the timeline.</div></section>"
+        )
+        if len(detailed) < count:
+            body.append(
+                f'<p class="note" id="cap-note">Tables are included for {len(detailed)} of'
+                f" {count} requests (the limit is {max_details}): those that blocked the loop"
+                " or did not complete first, then the slowest. Every request is in the"
+                " timeline.</p>"
+            )
+    else:
+        body.append('<section class="card"><div class="empty">No traces to show.</div></section>')
+    stats_html = "".join(
+        f'<div class="stat {cls}"><b>{_e(value)}</b><span>{_e(label)}</span></div>'
+        for value, label, cls in stats
+    )
+    data = {
+        "generator": f"asgitrace {__version__}",
+        "states": _STATE_NAMES,
+        "requests": [
+            {
+                "n": n,
+                "id": t.id,
+                "method": _method(t),
+                "path": t.path,
+                "status": t.status,
+                "outcome": t.outcome,
+                "duration_ns": t.duration_ns,
+                "duration": fmt_duration(t.duration_ns),
+                "detail": n - 1 in detailed,
+            }
+            for n, t in enumerate(ordered, 1)
+        ],
+    }
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{_e(_CSP)}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<meta name="generator" content="asgitrace {_e(__version__)}">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        '<header class="top"><div class="wrap"><div class="brand"><span class="logo"></span>'
+        f'<div><h1>{_e(title)}</h1><div class="sub">what the event loop did, per request'
+        f'</div></div></div><div class="stats">{stats_html}</div></div></header>'
+        f'<main class="wrap">{"".join(body)}</main>'
+        f"<footer>asgitrace {_e(__version__)} · a self-contained page: it loads nothing"
+        " from the network</footer>"
+        '<script type="application/json" id="asgitrace-data">'
+        f"{_json_for_script(data)}</script>"
+        f"<script>{_JS}</script></body></html>\n"
+    )
+
+
+def write_html(
+    traces: Trace | Iterable[Trace],
+    path: StrPath,
+    *,
+    title: str = "asgitrace report",
+    max_details: int = MAX_DETAILS,
+) -> None:
+    """Write `to_html` output to *path*, readable and writable by its owner only.
+
+    The page is written to a temporary file beside *path* (mode ``0o600``) and then
+    moved over it, so a reader never sees half a report and an existing file's looser
+    permissions do not carry over.
+
+    Args:
+        traces: One finished trace or several, e.g. ``tracer.traces``.
+        path: The ``.html`` file to write.
+        title: The page's title.
+        max_details: How many requests get their tables (see `to_html`).
+
+    .. versionadded:: 0.1
+    """
+    text = to_html(traces, title=title, max_details=max_details)
+    target = os.fspath(path)
+    fd, temp = tempfile.mkstemp(
+        dir=os.path.dirname(target) or ".", prefix=".asgitrace-", suffix=".html.tmp"
+    )
+    try:
+        with open(fd, "w", encoding="utf-8", newline="\n") as file:
+            file.write(text)
+        os.replace(temp, target)
+    except BaseException:
+        os.unlink(temp)
+        raise
