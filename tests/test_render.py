@@ -509,3 +509,241 @@ async def test_explain_quotes_the_endpoint_source() -> None:
     assert "## The endpoint" in page
     assert '@app.get("/wait")\nasync def wait_endpoint() -> dict[str, str]:' in page
     assert "    await asyncio.sleep(DELAY)" in page
+
+
+# -- goldens of the other shapes ---------------------------------------------------------
+
+
+def _golden_traces() -> tuple[Trace, Trace]:
+    """A blocking request, and one with a child task and watched variables (fixed times)."""
+
+    def ev(seq, us, kind, task=1, name="Task-1", **f):
+        return {
+            "seq": seq,
+            "t_ns": 1_000_000_000 + us * 1000,
+            "kind": kind,
+            "task": {"id": task, "name": name},
+            "fields": f,
+        }
+
+    base = reference_trace().to_dict()
+    blocking = Trace.from_dict(
+        {
+            **base,
+            "path": "/block",
+            "route": "/block",
+            "end_ns": 1_000_000_000 + 1_002_500_000,
+            "events": [
+                ev(1, 0, "received", type="http", path="/block", method="GET"),
+                ev(2, 600, "entered", function="block_endpoint", file="app.py", line=12),
+                ev(
+                    3,
+                    1_001_000,
+                    "returned",
+                    function="block_endpoint",
+                    value="{'message': 'Done waiting'}",
+                ),
+                ev(
+                    4,
+                    1_001_500,
+                    "sent",
+                    type="http.response.start",
+                    status=200,
+                    content_type="application/json",
+                ),
+                ev(5, 1_001_600, "sent", type="http.response.body", body_bytes=27, more_body=False),
+                ev(
+                    6,
+                    1_002_000,
+                    "blocked",
+                    duration_ns=1_001_700_000,
+                    started_ns=1_000_000_300,
+                    file="app.py",
+                    line=13,
+                    function="block_endpoint",
+                    code="time.sleep(1)",
+                    stack=["app.py:13 in block_endpoint"],
+                ),
+                ev(7, 1_002_500, "completed", status=200),
+            ],
+        }
+    )
+    child = Trace.from_dict(
+        {
+            **base,
+            "path": "/items",
+            "route": "/items",
+            "end_ns": 1_000_000_000 + 30_000_000,
+            "events": [
+                ev(1, 0, "received", type="http", path="/items", method="GET"),
+                ev(2, 500, "entered", function="items", file="app.py", line=20),
+                ev(
+                    3,
+                    600,
+                    "awaiting",
+                    function="items",
+                    file="app.py",
+                    line=22,
+                    code="total = await asyncio.create_task(count(item))",
+                    target="asyncio.create_task(count(item))",
+                    cooperative=False,
+                    watched={"item": "'book'", "total": "0"},
+                ),
+                ev(4, 600, "yielded", ready=1),
+                ev(
+                    5,
+                    700,
+                    "spawned",
+                    task=2,
+                    name="Task-2",
+                    parent={"id": 1, "name": "Task-1"},
+                    coro="count",
+                ),
+                ev(
+                    6,
+                    750,
+                    "awaiting",
+                    task=2,
+                    name="Task-2",
+                    function="count",
+                    file="app.py",
+                    line=16,
+                    code="await asyncio.sleep(0.02)",
+                    target="asyncio.sleep(0.02)",
+                    cooperative=False,
+                ),
+                ev(7, 750, "yielded", task=2, name="Task-2", ready=0),
+                ev(
+                    8,
+                    20_900,
+                    "resumed",
+                    task=2,
+                    name="Task-2",
+                    waited_ns=20_150_000,
+                    lag_ns=150_000,
+                    other_steps=0,
+                ),
+                ev(9, 21_000, "task_done", task=2, name="Task-2", outcome="completed"),
+                ev(
+                    10,
+                    21_100,
+                    "resumed",
+                    waited_ns=20_500_000,
+                    lag_ns=None,
+                    other_steps=2,
+                    other_tasks=1,
+                ),
+                ev(
+                    11,
+                    21_300,
+                    "returned",
+                    function="items",
+                    value="{'item': 'book', 'total': 3}",
+                    watched={"item": "'book'", "total": "3"},
+                ),
+                ev(
+                    12,
+                    21_500,
+                    "sent",
+                    type="http.response.start",
+                    status=200,
+                    content_type="application/json",
+                ),
+                ev(13, 21_600, "sent", type="http.response.body", body_bytes=28, more_body=False),
+                ev(14, 30_000, "completed", status=200),
+            ],
+        }
+    )
+    return blocking, child
+
+
+def test_blocking_variant_golden() -> None:
+    blocking, _ = _golden_traces()
+    expected = dedent(
+        """\
+        Execution table · GET /block → 200 in 1.002 s · completed
+        Step    At ms   Action                      Awaited?   State Before → After        Output
+        ────────────────────────────────────────────────────────────────────────────────────────────────────
+           1      0.0   Request received by ASGI    No         No active task for this     None
+                        server (GET /block)                    request → Start async
+                                                               endpoint
+           2      0.6   Enter async function        No         Function start → Block      None
+                        block_endpoint                         the event loop
+           3      0.6   ⚠ Block the event loop      No         Function running →          None
+                        for 1.002 s:                           Nothing else could run
+                        time.sleep(1) (app.py:13)              meanwhile
+           4   1001.0   Return from                 No         Function finishing →        {'message': 'Done
+                        block_endpoint                         Return response dict        waiting'}
+           5   1001.5   ASGI server sends           No         Response ready → Response   HTTP 200 with
+                        response (200, 27 B)                   sent to client              JSON"""
+    )
+    assert render(ExecutionTable(blocking), width=100) == expected
+    expected = dedent(
+        """\
+        Variable tracker
+        Variable               Start         After Step 2   After Step 4             Final
+        ────────────────────────────────────────────────────────────────────────────────────────────────────
+        async function state   Not started   Running        Running                  Completed
+        response               None          None           {'message': 'Done        {'message': 'Done
+                                                            waiting'}                waiting'}"""
+    )
+    assert render(VariableTracker(blocking), width=100) == expected
+
+
+def test_child_task_and_watched_variables_golden() -> None:
+    _, child = _golden_traces()
+    expected = dedent(
+        """\
+        Execution table · GET /items → 200 in 30.0 ms · completed
+        Step   At ms   Action                       Awaited?   State Before → After        Output
+        ────────────────────────────────────────────────────────────────────────────────────────────────────
+           1     0.0   Request received by ASGI     No         No active task for this     None
+                       server (GET /items)                     request → Start async
+                                                               endpoint
+           2     0.5   Enter async function items   No         Function start → Hit        None
+                                                               await
+                                                               asyncio.create_task(count
+                                                               (item))
+           3     0.6   Await                        Yes        items paused at app.py:22   None
+                       asyncio.create_task(count(              → Yield control to event
+                       item))                                  loop
+           4     0.6   Event loop runs other        Yes        asyncio.create_task(count   None
+                       tasks (2 steps of 1 task)               (item)) pending →
+                       [20.5 ms]                               asyncio.create_task(count
+                                                               (item)) completes after
+                                                               20.5 ms
+           5     0.7   [Task-2] Start child task    No         Parent task running →       None
+                       count() (from Task-1)                   Child task scheduled on
+                                                               the loop
+           6     0.8   [Task-2] Await               Yes        count paused at app.py:16   None
+                       asyncio.sleep(0.02)                     → Yield control to event
+                                                               loop
+           7    20.9   [Task-2] Resume count        No         Sleep done → Finish the     None
+                       after await (waited 20.1                child task
+                       ms, lag 150 µs)
+           8    21.0   [Task-2] Child task          No         Child task running →        None
+                       completed                               Child task finished
+           9    21.1   Resume items after await     No         asyncio.create_task(count   {'item': 'book',
+                       (waited 20.5 ms)                        (item)) done → Return       'total': 3}
+                                                               response dict
+          10    21.5   ASGI server sends response   No         Response ready → Response   HTTP 200 with
+                       (200, 28 B)                             sent to client              JSON"""
+    )
+    assert render(ExecutionTable(child), width=100) == expected
+    expected = dedent(
+        """\
+        Variable tracker
+        Variable           Start         After Step 2   After Step 3      After Step 9      Final
+        ────────────────────────────────────────────────────────────────────────────────────────────────────
+        async function     Not started   Running        Paused            Resumed           Completed
+        state                                           (awaiting)
+        await              Not called    Called         Pending           Done              N/A
+        asyncio.create_t
+        ask(count(item))
+        response           None          None           None              {'item':          {'item': 'book',
+                                                                          'book',           'total': 3}
+                                                                          'total': 3}
+        item               —             —              'book'            'book'            'book'
+        total              —             —              0                 3                 3"""
+    )
+    assert render(VariableTracker(child), width=100) == expected

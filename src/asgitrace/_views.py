@@ -616,6 +616,9 @@ def _fill_after(rows: list[_Row]) -> None:
             if nxt.kind == "blocked":
                 row.after = "Block the event loop"
                 break
+            if nxt.kind == "task_done":
+                row.after = "Finish the child task"
+                break
             if nxt.kind == "sent":
                 row.after = "Return the response"
                 break
