@@ -613,8 +613,8 @@ class TestTrace:
 
         err = capsys.readouterr().err
         assert status == 2
-        assert err.splitlines()[-1].startswith(
-            "asgitrace: error: the uvicorn server did not start: "
+        assert err.splitlines()[-1] == (
+            "asgitrace: error: the app failed to start: its lifespan startup raised"
         )
 
     def test_requests_without_an_answer_are_counted_and_the_status_is_1(

@@ -747,3 +747,18 @@ def test_child_task_and_watched_variables_golden() -> None:
         total              —             —              0                 3                 3"""
     )
     assert render(VariableTracker(child), width=100) == expected
+
+
+def test_text_from_a_trace_cannot_style_or_control_the_terminal() -> None:
+    data = reference_trace().to_dict()
+    hostile = "/x\x1b[2J[bold red]boom[/]"
+    data["path"] = hostile
+    data["events"][0]["fields"]["path"] = hostile
+    trace = Trace.from_dict(data)
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200, force_terminal=True, color_system="truecolor")
+    print_trace(trace, console)
+    print_trace(trace, Console(file=buffer, width=200, color_system=None))
+    out = buffer.getvalue()
+    assert "\x1b[2J" not in out
+    assert "\\x1b[2J[bold red]boom[/]" in out  # shown literally, markup included

@@ -275,3 +275,18 @@ def test_port_already_in_use_raises_os_error() -> None:
     )
 
     assert done.stdout.startswith("OSError: could not start a server on 127.0.0.1:")
+
+
+async def test_an_app_whose_startup_fails_is_not_mistaken_for_a_busy_port() -> None:
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        raise RuntimeError("database unreachable")
+        yield  # pragma: no cover
+
+    with pytest.raises(RuntimeError, match="the app failed to start"):
+        async with running_server(FastAPI(lifespan=lifespan), lifespan="on"):
+            pass  # pragma: no cover

@@ -154,7 +154,7 @@ async def send_requests(
         raise CliError("asgitrace trace needs httpx: pip install 'asgitrace[demo]'") from exc
     limits = httpx.Limits(max_connections=max(concurrency, 10))
     if server == "uvicorn":
-        from ._server import running_server
+        from ._server import StartupError, running_server
 
         try:
             async with (
@@ -162,10 +162,10 @@ async def send_requests(
                 httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as client,
             ):
                 result = await _drive(client, plan, concurrency, on_response)
+        except StartupError as exc:
+            raise CliError(str(exc)) from exc
         except OSError as exc:
-            raise CliError(
-                f"the uvicorn server did not start: {exc} (did the app's startup fail?)"
-            ) from exc
+            raise CliError(f"the uvicorn server did not start: {exc}") from exc
     else:
         async with run_lifespan(app, timeout=timeout) as state:
             transport = httpx.ASGITransport(app=with_state(app, state), raise_app_exceptions=False)

@@ -67,6 +67,20 @@ THEME: Final = Theme(dict(_STYLES))
 """The default styles; pass ``Console(theme=asgitrace.THEME)`` or override any name."""
 
 
+_CONTROL: Final = {
+    code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if code != 0x0A
+}
+
+
+def _t(text: str, style: Style | str = "") -> Text:
+    """Text from a trace, shown literally: no rich markup, no terminal control characters.
+
+    Paths, headers and reprs come from clients and apps; ``[red]`` or ``\\x1b[2J`` in
+    them must not style or clear the reader's terminal.
+    """
+    return Text(text.translate(_CONTROL), style=style)
+
+
 def _style(console: Console, name: str) -> Style:
     return console.get_style(f"asgitrace.{name}", default=_STYLES.get(f"asgitrace.{name}", ""))
 
@@ -107,7 +121,7 @@ class ExecutionTable:
         self.detail = detail
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield Text(f"Execution table · {_heading(self.trace)}", style=_style(console, "title"))
+        yield _t(f"Execution table · {_heading(self.trace)}", _style(console, "title"))
         # The tutorial's six columns need ~120 cells; narrower, the two states share one
         # column ("before → after") and the duration joins the time.
         wide = options.max_width >= 120
@@ -137,11 +151,11 @@ class ExecutionTable:
             approx = ("~" if self.ascii else "≈") if step.approx else ""
             at = approx + _ms(step.offset_ns)
             took = fmt_duration(step.duration_ns) if step.duration_ns is not None else ""
-            action = Text(step.action, style=style)
+            action = _t(step.action, style)
             if mark == "blocked":
-                action = Text(("!! " if self.ascii else "⚠ ") + step.action, style=style)
+                action = _t(("!! " if self.ascii else "⚠ ") + step.action, style)
             elif mark == "after":
-                action = Text("(after response) " + step.action, style=style)
+                action = _t("(after response) " + step.action, style)
             awaited = Text("Yes", style=_style(console, "awaited")) if step.awaited else "No"
             if wide:
                 table.add_row(
@@ -149,10 +163,10 @@ class ExecutionTable:
                     at,
                     took,
                     action,
-                    step.before,
+                    _t(step.before),
                     awaited,
-                    step.after,
-                    step.output,
+                    _t(step.after),
+                    _t(step.output),
                 )
             else:
                 if took and mark != "blocked":
@@ -162,8 +176,8 @@ class ExecutionTable:
                     at,
                     action,
                     awaited,
-                    step.before + arrow + step.after,
-                    step.output,
+                    _t(step.before + arrow + step.after),
+                    _t(step.output),
                 )
         if self.trace.dropped:
             table.caption = f"{self.trace.dropped} event(s) dropped (max_events)"
@@ -191,7 +205,7 @@ class VariableTracker:
         for column in tracker.columns:
             table.add_column(column, overflow="fold")
         for name, values in tracker.rows:
-            table.add_row(name, *values)
+            table.add_row(_t(name), *(_t(value) for value in values))
         yield table
 
 
@@ -210,7 +224,7 @@ class KeyMoments:
         bullet = "- " if self.ascii or options.ascii_only else "• "
         for moment in key_moments(self.trace):
             style = _style(console, "blocked") if moment.startswith("Blocked") else Style.null()
-            yield Text(bullet + moment, style=style)
+            yield _t(bullet + moment, style)
 
 
 _GLYPHS: Final = {"running": "█", "awaiting": "─", "blocked": "▓", "after": "▒"}
@@ -251,7 +265,7 @@ class Timeline:
                     current = cells[col]
                     if current is None or _PRIORITY[state] > _PRIORITY[current]:
                         cells[col] = state
-            text = Text(label[:label_width].ljust(label_width) + "  ")
+            text = _t(label[:label_width].ljust(label_width) + "  ")
             for cell in cells:
                 if cell is None:
                     text.append(" ")
@@ -320,7 +334,7 @@ class EventTable:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         trace = self.trace
-        yield Text(f"Events · {_heading(trace)}", style=_style(console, "title"))
+        yield _t(f"Events · {_heading(trace)}", _style(console, "title"))
         table = Table(box=_box(self.ascii, options), show_edge=False, pad_edge=False)
         table.add_column("#", justify="right")
         table.add_column("At ms", justify="right", style=_style(console, "time"))
@@ -331,9 +345,9 @@ class EventTable:
             table.add_row(
                 str(index),
                 f"{(event.t_ns - trace.start_ns) / 1e6:.3f}",
-                event.task.name,
+                _t(event.task.name),
                 event.kind.value,
-                describe_event(event),
+                _t(describe_event(event)),
             )
         yield table
 

@@ -12,13 +12,19 @@ if TYPE_CHECKING:
 
     from ._types import ASGIApp
 
-__all__ = ["running_server"]
+__all__ = ["StartupError", "running_server"]
+
+
+class StartupError(RuntimeError):
+    """The app itself failed to start (its lifespan startup raised)."""
 
 
 async def _serve(server: uvicorn.Server, where: str) -> None:
     try:
         await server.serve()
-    except SystemExit:  # uvicorn exits the process when it cannot bind: not ours to do
+    except SystemExit:  # uvicorn exits the process when it cannot start
+        if getattr(getattr(server, "lifespan", None), "startup_failed", False):
+            raise StartupError("the app failed to start: its lifespan startup raised") from None
         raise OSError(f"could not start a server on {where} (is the port in use?)") from None
 
 
@@ -46,6 +52,7 @@ async def running_server(
 
     Raises:
         OSError: the port could not be bound.
+        StartupError: the app's lifespan startup failed.
         TimeoutError: the server did not start within *startup_timeout* seconds.
     """
     import uvicorn
