@@ -11,6 +11,7 @@ from ._events import EventKind
 from ._log import log_failure
 from ._stepper import Stepper, _entered_fields
 from ._taskhook import install, monitor_of
+from ._trace import ends_response
 from ._tracer import Tracer
 
 if TYPE_CHECKING:
@@ -53,13 +54,11 @@ def _record_sent(rec: Recorder, message: Message) -> None:
                 if name == b"content-type" or name.lower() == b"content-type":
                     fields["content_type"] = value.decode("latin-1")
                     break
-    elif kind in ("http.response.body", "websocket.http.response.body"):
-        if not fields.get("more_body"):
-            rec.response_done = True
     elif kind == "websocket.accept":
         rec.status = fields["status"] = 101
     elif kind == "websocket.close":
         fields["code"] = message.get("code", 1000)
+    if ends_response(fields):
         rec.response_done = True
     rec.add(_SENT, fields)
 

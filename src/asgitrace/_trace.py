@@ -21,7 +21,15 @@ if TYPE_CHECKING:
     from ._redact import Redactor
     from ._types import Clock
 
-__all__ = ["RESOLVERS", "SCHEMA_VERSION", "RawEvent", "Recorder", "Resolver", "Trace"]
+__all__ = [
+    "RESOLVERS",
+    "SCHEMA_VERSION",
+    "RawEvent",
+    "Recorder",
+    "Resolver",
+    "Trace",
+    "ends_response",
+]
 
 SCHEMA_VERSION: Final = 1
 """Version of the dictionary layout `Trace.to_dict` produces."""
@@ -368,7 +376,7 @@ class Trace:
         body_done = False
         for _, _, kind, _, _, fields in self.raw_events:
             if kind == "sent" and isinstance(fields, Mapping):
-                body_done = body_done or _ends_response(fields)
+                body_done = body_done or ends_response(fields)
             elif kind == "disconnected" and not body_done:
                 return "disconnected"
         return "completed"
@@ -496,11 +504,12 @@ class Trace:
         return render_trace(self)
 
 
-def _ends_response(fields: Mapping[str, Any]) -> bool:
+def ends_response(fields: Mapping[str, Any]) -> bool:
+    """Whether a ``sent`` message's fields complete the response (the last body, a close)."""
     kind = fields.get("type")
     if kind in ("http.response.body", "websocket.http.response.body"):
         return not fields.get("more_body", False)
-    return kind == "websocket.close"
+    return bool(kind == "websocket.close")
 
 
 def _jsonable(value: Any) -> Any:

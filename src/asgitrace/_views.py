@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from ._events import Event, EventKind, TaskRef
+from ._trace import ends_response
 
 if TYPE_CHECKING:
     from ._trace import Trace
@@ -489,10 +490,7 @@ def _family(e: Event) -> str:
 
 
 def _final_body(e: Event) -> bool:
-    kind = e.get("type")
-    if kind in ("http.response.body", "websocket.http.response.body"):
-        return not e.get("more_body")
-    return bool(kind == "websocket.close")
+    return ends_response(e.fields)
 
 
 def _sent_row(group: list[Event], prefix: str, late: bool) -> _Row:
