@@ -390,7 +390,7 @@ def exploding(*args: Any, **kwargs: Any) -> Any:
         pytest.param("asgitrace._stepper.walk", "coroutine stepper", id="await chain walk"),
         pytest.param("asgitrace._stepper.await_site", "coroutine stepper", id="await site"),
         pytest.param("asgitrace._middleware._record_sent", "recording a sent message", id="send"),
-        pytest.param("asgitrace._middleware._message_fields", "recording a", id="messages"),
+        pytest.param("asgitrace._middleware.message_fields", "recording a", id="messages"),
     ],
 )
 def test_failing_capture_probe_changes_no_response(

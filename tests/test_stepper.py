@@ -18,9 +18,9 @@ from asgitrace._context import CURRENT, task_ref, thread_ref
 from asgitrace._events import TaskRef
 from asgitrace._frames import AppCode, walk
 from asgitrace._loopmon import LoopMonitor, sample_stack
-from asgitrace._stepper import Stepper, _entered_fields, ref_of
+from asgitrace._stepper import Stepper, entered_fields, ref_of
 from asgitrace._taskhook import install, monitor_of, uninstall
-from asgitrace._trace import Recorder
+from asgitrace._trace import RESOLVERS, Recorder
 
 
 @pytest.fixture(autouse=True)
@@ -141,7 +141,8 @@ class TestStepperRecording:
         )
         with pytest.raises(ValueError, match="x"):
             await task
-        assert rec.events[-1][5] == {"outcome": "failed", "exception": "ValueError"}
+        fields = RESOLVERS["task_done"](rec.events[-1][5], None)
+        assert fields == {"outcome": "failed", "exception": "ValueError"}
 
     async def test_events_past_the_cap_are_counted_not_stored(self) -> None:
         rec = recorder(limit=1)
@@ -179,7 +180,8 @@ class TestStepperRecording:
         assert step.rec is None
 
     def test_the_entry_of_an_unknown_endpoint_is_only_marked_derived(self) -> None:
-        assert _entered_fields(None, derived=True) == {"derived": True}
+        raw = entered_fields(None, derived=True)
+        assert RESOLVERS["entered"](raw, None) == {"derived": True}
 
 
 class TestIdentities:
@@ -349,8 +351,8 @@ class TestMonitoringCallbacks:
             CURRENT.reset(token)
         kinds = [e[2] for e in rec.events]
         assert kinds == ["entered", "returned"]
-        assert rec.events[0][5]["derived"] is False
-        assert rec.events[1][5]["value"] == "7"
+        assert RESOLVERS["entered"](rec.events[0][5], None)["derived"] is False
+        assert RESOLVERS["returned"](rec.events[1][5], None)["value"] == "7"
 
     def test_callbacks_do_nothing_outside_a_traced_request(self) -> None:
         import asgitrace._entry as entry
@@ -375,7 +377,7 @@ class TestMonitoringCallbacks:
         worker.join()
         [entered] = rec.events
         assert entered[4] == "AnyIO worker thread"
-        assert entered[5]["thread"] == "AnyIO worker thread"
+        assert RESOLVERS["entered"](entered[5], None)["thread"] == "AnyIO worker thread"
 
     def test_every_tool_id_taken_leaves_entry_derived(
         self, monkeypatch: pytest.MonkeyPatch

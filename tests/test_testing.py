@@ -17,7 +17,6 @@ from fastapi import FastAPI
 from asgitrace import (
     AsgiTraceError,
     EventKind,
-    Redactor,
     TaskRef,
     Trace,
     TraceOrderError,
@@ -26,7 +25,6 @@ from asgitrace import (
     testing,
 )
 from asgitrace._match import Pattern, Step, match_order, pattern_text, step_text
-from asgitrace._trace import Recorder
 from asgitrace.testing import (
     BlockingError,
     assert_awaits,
@@ -55,9 +53,8 @@ def make_trace(
         scope["method"] = method
     else:
         scope["type"] = "websocket"
-    rec = Recorder(
-        scope=scope, task=TASK, clock=lambda: next(ticks), limit=100, redactor=Redactor()
-    )
+    rec = Tracer(clock=lambda: next(ticks), max_events=100).recorder(scope, None)
+    rec.task = TASK
     for event in events:
         rec.add(*event)
     rec.status = status

@@ -21,7 +21,6 @@ from asgitrace import (
     Event,
     EventKind,
     ExecutionTable,
-    Redactor,
     TaskRef,
     Timeline,
     Trace,
@@ -31,7 +30,7 @@ from asgitrace import (
     print_trace,
 )
 from asgitrace._render import describe_event, render_events
-from asgitrace._trace import RESOLVERS, Recorder
+from asgitrace._trace import RESOLVERS
 
 TASK = TaskRef(1, "Task-1")
 OTHER = TaskRef(2, "worker")
@@ -49,13 +48,10 @@ def make_trace(
 ) -> Trace:
     """A finished trace whose clock ticks 1.5 ms at each reading (the start is 0)."""
     ticks: Iterator[int] = itertools.count(0, 1_500_000)
-    rec = Recorder(
-        scope=scope or {"type": "http", "method": "GET", "path": "/wait"},
-        task=TASK,
-        clock=lambda: next(ticks),
-        limit=limit,
-        redactor=Redactor(),
-    )
+    tracer = Tracer(clock=lambda: next(ticks), max_events=limit)
+    rec = tracer.recorder(scope or {"type": "http", "method": "GET", "path": "/wait"}, None)
+    rec.task = TASK
+    rec.start_wall = 0.0
     for event in events:
         rec.add(*event)
     rec.status = status

@@ -23,6 +23,7 @@ from ._events import EventKind, TaskRef
 from ._log import log_failure
 from ._safe import safe_repr
 from ._stepper import ref_of
+from ._trace import RESOLVERS, code_id, pairs_of
 
 if TYPE_CHECKING:
     from ._trace import Recorder
@@ -60,36 +61,45 @@ def _started(code: CodeType) -> None:  # pragma: before-3-12
     rec = CURRENT.get()
     if rec is not None and not rec.entered:
         rec.entered = True
-        fields: dict[str, Any] = {
-            "function": getattr(code, "co_qualname", code.co_name),
-            "file": code.co_filename,
-            "line": code.co_firstlineno,
-            "derived": False,
-        }
-        rec.add(EventKind.ENTERED, fields, _where(fields, rec))
+        task, thread = _where(rec)
+        rec.add(EventKind.ENTERED, ("entered", code_id(code), False, thread), task)
 
 
 def _returned(code: CodeType, value: Any) -> None:  # pragma: before-3-12
     rec = CURRENT.get()
     if rec is not None and rec.entered and not rec.returned:
         rec.returned = True
-        fields: dict[str, Any] = {
-            "function": getattr(code, "co_qualname", code.co_name),
-            "value": safe_repr(rec.redactor.value_of(value)),
-        }
+        function = getattr(code, "co_qualname", code.co_name)
+        text = safe_repr(rec.redactor.value_of(value))
+        watched = None
         if rec.watcher is not None:
-            fields["watched"] = rec.watcher([sys._getframe(2)])  # the returning frame
-        rec.add(EventKind.RETURNED, fields, _where(fields, rec))
+            watched = pairs_of(rec.watcher([sys._getframe(2)]))  # the returning frame
+        task, thread = _where(rec)
+        rec.add(EventKind.RETURNED, ("returned", function, text, watched, thread), task)
 
 
-def _where(fields: dict[str, Any], rec: Recorder) -> TaskRef:  # pragma: before-3-12
-    """The task running now; in a worker thread (a sync endpoint), the thread."""
+def _where(rec: Recorder) -> tuple[TaskRef, str | None]:  # pragma: before-3-12
+    """The task running now, or in a worker thread (a sync endpoint) the thread and its name."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        fields["thread"] = threading.current_thread().name
-        return thread_ref()
-    return ref_of(asyncio.current_task(), rec)
+        return thread_ref(), threading.current_thread().name
+    return ref_of(asyncio.current_task(), rec), None
+
+
+def _resolve_returned(  # pragma: before-3-12
+    raw: tuple[Any, ...], context: Any
+) -> Mapping[str, Any]:
+    _, function, value, watched, thread = raw
+    fields: dict[str, Any] = {"function": function, "value": value}
+    if watched is not None:
+        fields["watched"] = dict(watched)
+    if thread is not None:
+        fields["thread"] = thread
+    return fields
+
+
+RESOLVERS["returned"] = _resolve_returned
 
 
 def _claim_tool() -> int | None:  # pragma: before-3-12

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from ._log import log_failure
-from ._trace import RESOLVERS
+from ._trace import RESOLVERS, code_id, code_of
 
 __all__ = [
     "AppCode",
@@ -310,15 +310,18 @@ def await_site(w: Walk, cooperative: bool, is_app: AppCode) -> tuple[Any, ...]:
     """The raw fields of an ``awaiting`` event: atoms only (see `_trace.RawEvent`)."""
     thread = _thread_target(w.thread_func, is_app) if w.thread_func is not None else None
     leaf_type = type(w.leaf).__name__ if w.leaf is not None else None
+    watched = None if w.watched is None else tuple(w.watched.items())
     return (
-        "awaiting", w.app_code, w.app_line, w.leaf_code, leaf_type, thread, cooperative,
-        w.watched,
+        "awaiting", code_id(w.app_code), w.app_line, code_id(w.leaf_code), leaf_type, thread,
+        cooperative, watched,
     )  # fmt: skip
 
 
 def resolve_await(raw: tuple[Any, ...], context: Any) -> Mapping[str, Any]:
     """The fields of an ``awaiting`` event, from `await_site`'s raw tuple."""
-    _, code, line, leaf, leaf_type, thread, cooperative, watched = raw
+    _, code_index, line, leaf_index, leaf_type, thread, cooperative, watched = raw
+    code = code_of(code_index)
+    leaf = code_of(leaf_index)
     fields: dict[str, Any] = {}
     text = ""
     if code is not None:
@@ -339,7 +342,7 @@ def resolve_await(raw: tuple[Any, ...], context: Any) -> Mapping[str, Any]:
         fields["target"] = target
     fields["cooperative"] = cooperative
     if watched:
-        fields["watched"] = watched
+        fields["watched"] = dict(watched)
     if cooperative:
         fields["target"] = f"{fields['target']} (cooperative yield)"
     return fields

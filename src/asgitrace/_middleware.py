@@ -9,66 +9,70 @@ from . import _entry
 from ._context import CURRENT
 from ._events import EventKind
 from ._log import log_failure
-from ._stepper import Stepper, _entered_fields
+from ._stepper import Stepper, entered_fields
 from ._taskhook import install, monitor_of
-from ._trace import ends_response
+from ._trace import RESOLVERS, Recorder, end_fields, ends_response, message_fields
 from ._tracer import Tracer
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-    from ._trace import Recorder
     from ._types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["TraceMiddleware", "instrument"]
 
+_RESOLVE_MESSAGE = RESOLVERS["msg"]
+
 _RECEIVED = EventKind.RECEIVED
 _SENT = EventKind.SENT
 _DISCONNECTS = frozenset({"http.disconnect", "websocket.disconnect"})
-
-
-def _message_fields(message: Message) -> dict[str, Any]:
-    """The sizes and flags of an ASGI message; never its body."""
-    fields: dict[str, Any] = {"type": message["type"]}
-    if "body" in message:
-        fields["body_bytes"] = len(message["body"])
-        fields["more_body"] = bool(message.get("more_body", False))
-    elif message.get("bytes") is not None:
-        fields["body_bytes"] = len(message["bytes"])
-    elif message.get("text") is not None:
-        fields["text_chars"] = len(message["text"])
-    return fields
+_STARTS = frozenset({"http.response.start", "websocket.http.response.start"})
 
 
 def _record_sent(rec: Recorder, message: Message) -> None:
-    fields = _message_fields(message)
-    kind = fields["type"]
+    # Per message of every traced response: lazy raw fields (see `message_fields`),
+    # the common HTTP messages first.
+    kind = message["type"]
     if not rec.entered:
         _derive_entered(rec)
-    if kind in ("http.response.start", "websocket.http.response.start"):
-        rec.status = fields["status"] = int(message["status"])
+    if kind == "http.response.body":
+        more = bool(message.get("more_body", False))
+        if not more:
+            rec.response_done = True
+        body = message.get("body")
+        fields: tuple[Any, ...] = (
+            "msg", kind, None if body is None else len(body), more, None, None, None, None,
+        )  # fmt: skip
+    elif kind in _STARTS:
+        rec.status = status = int(message["status"])
+        content_type = None
         headers = message.get("headers")
         if headers:
             rec.response_headers = redacted = rec.redactor.raw_headers_of(headers)
             for name, value in redacted:
                 if name == b"content-type" or name.lower() == b"content-type":
-                    fields["content_type"] = value.decode("latin-1")
+                    content_type = value.decode("latin-1")
                     break
-    elif kind == "websocket.accept":
-        rec.status = fields["status"] = 101
-    elif kind == "websocket.close":
-        fields["code"] = message.get("code", 1000)
-    if ends_response(fields):
-        rec.response_done = True
+        fields = ("msg", kind, None, None, None, status, content_type, None)
+    else:
+        fields = message_fields(message)
+        if kind == "websocket.accept":
+            rec.status = 101
+            fields = (*fields[:5], 101, None, None)
+        elif kind == "websocket.close":
+            fields = (*fields[:7], message.get("code", 1000))
+        if ends_response(_RESOLVE_MESSAGE(fields, None)):
+            rec.response_done = True
     rec.add(_SENT, fields)
 
 
 def _derive_entered(rec: Recorder) -> None:
     """Before the first message out: the endpoint (if routed) has run by now."""
-    code = getattr(rec.scope.get("endpoint"), "__code__", None)
+    endpoint = rec.scope.get("endpoint")
+    code = getattr(endpoint, "__code__", None) if endpoint is not None else None
     if code is not None:
         rec.entered = True
-        rec.add(EventKind.ENTERED, _entered_fields(code, derived=True))
+        rec.add(EventKind.ENTERED, entered_fields(code, derived=True))
 
 
 @final
@@ -135,9 +139,9 @@ class TraceMiddleware:
             message = await receive()
             try:
                 if message["type"] in _DISCONNECTS:
-                    rec.add(EventKind.DISCONNECTED, _message_fields(message))
+                    rec.add(EventKind.DISCONNECTED, message_fields(message))
                 else:
-                    rec.add(_RECEIVED, _message_fields(message))
+                    rec.add(_RECEIVED, message_fields(message))
             except Exception as exc:
                 log_failure("recording a received message", exc)
             return message
@@ -153,17 +157,17 @@ class TraceMiddleware:
         try:
             await self._driven(self.app(scope, traced_receive, traced_send), rec)
         except asyncio.CancelledError:
-            _finish(rec, EventKind.CANCELLED, {"status": rec.status})
+            _finish(rec, "cancelled", end_fields(rec.status))
             raise
         except BaseException as exc:
-            _finish(rec, EventKind.FAILED, {"exception": type(exc).__name__, "status": rec.status})
+            _finish(rec, "failed", end_fields(rec.status, type(exc).__name__))
             raise
         else:
-            _finish(rec, EventKind.COMPLETED, {"status": rec.status})
+            _finish(rec, "completed", end_fields(rec.status))
         finally:
             CURRENT.reset(token)
             if rec.mon is not None:
-                rec.mon.active -= 1
+                rec.mon.request_ended()
             _entry.watch_endpoint(scope)
 
     @staticmethod
@@ -181,26 +185,21 @@ class TraceMiddleware:
             mon = None
         if mon is not None:
             rec.mon = mon
-            mon.active += 1
+            mon.request_started()
         return Stepper(awaitable, mon, rec, rec.task, request_task=True)
 
     def _open(self, scope: Scope) -> Recorder | None:
         tracer = self.tracer
         if not tracer.wants(scope):
             return None
-        rec = tracer.recorder(scope, asyncio.current_task())
-        fields: dict[str, Any] = {"type": scope["type"], "path": rec.path}
-        if rec.method is not None:
-            fields["method"] = rec.method
-        if "http_version" in scope:
-            fields["http_version"] = scope["http_version"]
-        rec.add(_RECEIVED, fields)
+        rec = Recorder(tracer, scope, asyncio.current_task())
+        rec.add(_RECEIVED, ("open", rec.type, rec.path, rec.method, scope.get("http_version")))
         return rec
 
 
-def _finish(rec: Recorder, kind: EventKind, fields: dict[str, Any]) -> None:
+def _finish(rec: Recorder, kind: str, fields: tuple[Any, ...]) -> None:
     try:
-        rec.finish(kind, fields)
+        rec.close(kind, fields)
     except Exception as exc:
         log_failure("finishing a trace", exc)
 

@@ -29,7 +29,7 @@ from ._events import EventKind, TaskRef
 from ._frames import await_site, walk
 from ._log import log_failure
 from ._loopmon import OtherWork
-from ._trace import RESOLVERS, _seq
+from ._trace import RESOLVERS, _seq, code_id
 
 if TYPE_CHECKING:
     from types import CodeType, FrameType, TracebackType
@@ -89,8 +89,37 @@ class Stepper(Coroutine[Any, Any, Any]):
 
     # -- the coroutine protocol -------------------------------------------------------
 
-    def send(self, value: Any) -> Any:
-        return self._step(self.coro.send, value)
+    def send(self, value: Any = None) -> Any:
+        # The hot path (every step of every wrapped task), kept flat: no helper frames
+        # before the step. Fail-open: the probe code around the step is guarded; an
+        # error there disables this stepper's recording (logged once) and never reaches
+        # the task. What the step raises (StopIteration at the end, the app's own
+        # errors) passes through.
+        mon = self.mon
+        rec = self.rec
+        if mon is None and rec is None:
+            return self.coro.send(value)
+        opened = False
+        try:
+            if rec is not None:
+                if self.ref is None:
+                    self._started(rec)
+                if self.t_suspend:
+                    self._resumed(rec, mon)
+            # Last, so that nothing can fail between opening the step and running it.
+            if mon is not None:
+                opened = mon.begin(self.ref, rec)
+        except Exception as exc:
+            self._disable(exc)
+        try:
+            result = self.coro.send(value)
+        except BaseException as exc:
+            self._after(mon, opened, None, exc)
+            raise
+        self._after(mon, opened, result, None)
+        return result
+
+    __next__ = send
 
     def throw(
         self,
@@ -112,9 +141,6 @@ class Stepper(Coroutine[Any, Any, Any]):
 
     def __iter__(self) -> Stepper:
         return self
-
-    def __next__(self) -> Any:
-        return self._step(self.coro.send, None)
 
     # -- what introspection sees: the wrapped coroutine ----------------------------------
 
@@ -151,33 +177,30 @@ class Stepper(Coroutine[Any, Any, Any]):
     # -- the step -----------------------------------------------------------------------
 
     def _step(self, call: Any, value: Any) -> Any:
-        # Fail-open: the probe code around `call` is guarded; an error there disables
-        # this stepper's recording (logged once) and never reaches the task. What
-        # `call` raises (StopIteration at the end, the app's own errors) passes through.
+        """`send`'s path for ``throw`` (rare: cancellation, errors thrown in)."""
         mon = self.mon
+        rec = self.rec
+        if mon is None and rec is None:
+            return call(value)
         opened = False
-        if mon is not None or self.rec is not None:
-            try:
-                opened = self._before(mon)
-            except Exception as exc:
-                self._disable(exc)
+        try:
+            opened = self._before(mon, rec)
+        except Exception as exc:
+            self._disable(exc)
         try:
             result = call(value)
         except BaseException as exc:
-            if mon is not None or self.rec is not None:
-                self._after(mon, opened, None, exc)
+            self._after(mon, opened, None, exc)
             raise
-        if mon is not None or self.rec is not None:
-            self._after(mon, opened, result, None)
+        self._after(mon, opened, result, None)
         return result
 
-    def _before(self, mon: LoopMonitor | None) -> bool:
-        rec = self.rec
-        if rec is not None and self.ref is None:
-            self._started(rec)
-        if rec is not None and self.t_suspend:
-            self._resumed(rec, mon)
-        # Last, so that nothing can fail between opening the step and running it.
+    def _before(self, mon: LoopMonitor | None, rec: Recorder | None) -> bool:
+        if rec is not None:
+            if self.ref is None:
+                self._started(rec)
+            if self.t_suspend:
+                self._resumed(rec, mon)
         return mon.begin(self.ref, rec) if mon is not None else False
 
     def _after(
@@ -242,15 +265,13 @@ class Stepper(Coroutine[Any, Any, Any]):
         if w.saw_target and not rec.entered:
             # Derived, not observed: the endpoint started during the step that just ended.
             rec.entered = True
-            rec.add(_ENTERED, _entered_fields(endpoint, derived=True), ref)
+            rec.add(_ENTERED, entered_fields(endpoint, derived=True), ref)
         site = await_site(w, result is None, rec.is_app)
         self.timer_when = w.timer_when
         t = rec.clock()
         if len(rec.events) + 2 <= rec.limit:
             rec.events.append((next(_seq), t, "awaiting", ref.id, ref.name, site))
-            yielded: dict[str, Any] = {"ready": self._ready()}
-            if rec.response_done:
-                yielded["after_response"] = True
+            yielded = ("yielded", self._ready(), rec.response_done)
             rec.events.append((next(_seq), t, "yielded", ref.id, ref.name, yielded))
         else:
             rec.dropped += 2
@@ -287,12 +308,7 @@ class Stepper(Coroutine[Any, Any, Any]):
     def _done(self, rec: Recorder | None, outcome: str, exception: str | None = None) -> None:
         if rec is None or self.request_task:
             return
-        fields: dict[str, Any] = {"outcome": outcome}
-        if exception is not None:
-            fields["exception"] = exception
-        if rec.response_done:
-            fields["after_response"] = True
-        rec.add(_TASK_DONE, fields, self.ref)
+        rec.add(_TASK_DONE, ("task_done", outcome, exception, rec.response_done), self.ref)
 
 
 def _resolve_resumed(raw: tuple[Any, ...], mon: Any) -> Mapping[str, Any]:
@@ -313,7 +329,27 @@ def _resolve_spawned(raw: tuple[Any, ...], context: Any) -> Mapping[str, Any]:
     return fields
 
 
+def _resolve_yielded(raw: tuple[Any, ...], context: Any) -> Mapping[str, Any]:
+    _, ready, late = raw
+    fields: dict[str, Any] = {"ready": ready}
+    if late:
+        fields["after_response"] = True
+    return fields
+
+
+def _resolve_task_done(raw: tuple[Any, ...], context: Any) -> Mapping[str, Any]:
+    _, outcome, exception, late = raw
+    fields: dict[str, Any] = {"outcome": outcome}
+    if exception is not None:
+        fields["exception"] = exception
+    if late:
+        fields["after_response"] = True
+    return fields
+
+
 RESOLVERS["resumed"] = _resolve_resumed
+RESOLVERS["yielded"] = _resolve_yielded
+RESOLVERS["task_done"] = _resolve_task_done
 RESOLVERS["spawned"] = _resolve_spawned
 
 
@@ -335,12 +371,6 @@ def _endpoint_code(rec: Recorder) -> Any:
     return getattr(endpoint, "__code__", None)
 
 
-def _entered_fields(code: Any, *, derived: bool) -> dict[str, Any]:
-    if code is None:
-        return {"derived": derived}
-    return {
-        "function": getattr(code, "co_qualname", code.co_name),
-        "file": code.co_filename,
-        "line": code.co_firstlineno,
-        "derived": derived,
-    }
+def entered_fields(code: Any, *, derived: bool) -> tuple[Any, ...]:
+    """The lazy raw fields of an ``entered`` event (resolved by ``RESOLVERS["entered"]``)."""
+    return ("entered", code_id(code), derived, None)

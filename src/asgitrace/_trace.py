@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import enum
 import itertools
+import marshal
 import os
+import threading
+import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
-from types import MappingProxyType
+from types import CodeType, MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, final
 
+from ._context import new_task_ref
 from ._events import Event, EventKind, TaskRef
 from ._log import log_failure
 from ._match import Step, find_order
@@ -17,18 +22,20 @@ from ._safe import safe_repr
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from ._frames import AppCode
-    from ._redact import Redactor
-    from ._types import Clock
+    from ._tracer import Tracer
 
 __all__ = [
+    "CONTEXTS",
     "RESOLVERS",
     "SCHEMA_VERSION",
     "RawEvent",
     "Recorder",
     "Resolver",
     "Trace",
+    "end_fields",
     "ends_response",
+    "message_fields",
+    "pairs_of",
 ]
 
 SCHEMA_VERSION: Final = 1
@@ -55,6 +62,40 @@ Resolver = Callable[[tuple[Any, ...], Any], Mapping[str, Any]]
 
 RESOLVERS: dict[str, Resolver] = {}
 """Registered by the capture modules: the key is the first item of the lazy tuple."""
+
+MAX_CODES: Final = 1 << 16
+"""How many distinct code objects records can name (`code_id`); past that, 0 (unknown)."""
+
+_codes: list[CodeType | None] = [None]
+_code_ids: dict[CodeType, int] = {}
+_codes_lock = threading.Lock()
+
+
+def code_id(code: CodeType | None) -> int:
+    """A small int naming *code* in raw fields (0 for none): records stay marshallable."""
+    if code is None:
+        return 0
+    index = _code_ids.get(code)
+    if index is None:
+        with _codes_lock:
+            index = _code_ids.get(code)
+            if index is None:
+                if len(_codes) >= MAX_CODES:
+                    return 0
+                index = len(_codes)
+                _codes.append(code)
+                _code_ids[code] = index
+    return index
+
+
+def code_of(index: int) -> CodeType | None:
+    """The code object `code_id` named *index* (``None`` for 0 or an unknown index)."""
+    return _codes[index] if 0 < index < len(_codes) else None
+
+
+CONTEXTS: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+"""Capture contexts (loop monitors) by key: a record names its context by an int, not a
+reference, so that it stays a tuple of atoms."""
 
 # Keyed by the enum members, which hash and compare as their values: plain strings
 # ("sent") find their entry too.
@@ -102,7 +143,6 @@ class Recorder:
     """
 
     __slots__ = (
-        "_on_finish",
         "blocking_ns",
         "clock",
         "dropped",
@@ -126,58 +166,41 @@ class Recorder:
         "status",
         "task",
         "task_obj",
+        "tracer",
         "type",
         "watcher",
     )
 
-    def __init__(
-        self,
-        *,
-        scope: Mapping[str, Any],
-        task: TaskRef,
-        clock: Clock,
-        limit: int,
-        redactor: Redactor,
-        headers: tuple[tuple[Any, Any], ...] = (),
-        query: str = "",
-        on_finish: Callable[[Trace], None] | None = None,
-        wall: float = 0.0,
-        blocking_ns: int = 100_000_000,
-        is_app: AppCode | None = None,
-        watcher: Callable[[list[Any]], dict[str, str]] | None = None,
-        task_obj: Any = None,
-    ) -> None:
+    def __init__(self, tracer: Tracer, scope: Mapping[str, Any], task: Any = None) -> None:
+        # The per-request path: plain attribute stores, no keyword plumbing.
         self.scope = scope
-        self.task_obj = task_obj
+        self.tracer = tracer
+        self.task_obj = task
+        self.task = new_task_ref(task.get_name() if task is not None else "<no task>")
         self.mon: Any = None
         self.type: str = _text(scope.get("type"))
         method = scope.get("method")
         self.method: str | None = None if method is None else _text(method)
         self.path: str = _text(scope.get("path", ""))
-        self.headers = headers
-        self.query = query if len(query) <= MAX_TEXT else _cut(query)
-        self.task = task
-        self.redactor = redactor
-        self.clock = clock
-        self.limit = limit
+        redactor = self.redactor = tracer.redactor
+        self.headers = redactor.raw_headers_of(scope.get("headers"))
+        query = scope.get("query_string")
+        self.query = _text(redactor.query_of(query)) if query else ""
+        self.clock = clock = tracer.clock
+        self.limit = tracer.max_events
+        self.blocking_ns = tracer.blocking_ns
+        self.is_app = tracer.app_code
+        self.watcher = tracer.watcher
         self.events: list[RawEvent] = []
         self.dropped = 0
         self.status: int | None = None
         self.response_headers: tuple[tuple[Any, Any], ...] = ()
-        self.start_ns = clock()
-        self.start_wall = wall
-        self._on_finish = on_finish
-        self.blocking_ns = blocking_ns
-        if is_app is None:
-            from ._frames import AppCode
-
-            is_app = AppCode()
-        self.is_app = is_app
         self.response_done = False
         self.entered = False
         self.returned = False
         self.endpoint_code: Any = None
-        self.watcher: Callable[[list[Any]], dict[str, str]] | None = watcher
+        self.start_wall = time.time()
+        self.start_ns = clock()
 
     def add(self, kind: EventKind | str, fields: Any, task: TaskRef | None = None) -> None:
         """Record one event now (in *task*, by default the request's own task).
@@ -192,35 +215,39 @@ class Recorder:
         else:
             self.dropped += 1
 
-    def finish(self, kind: EventKind, fields: Mapping[str, Any]) -> Trace:
-        """Close the trace with a terminal event and hand it to the tracer."""
+    def close(self, kind: EventKind | str, fields: Any) -> bytes | tuple[Any, ...]:
+        """Close the trace with a terminal event and hand its record to the tracer.
+
+        *fields* as for `add`. The record is the trace's data as a tuple of atoms,
+        marshalled (see `Trace.of_record`): a ring of them costs the garbage collector
+        nothing, where a ring of objects would make it run full collections (tens of
+        milliseconds each) every few seconds under load.
+        """
         end = self.clock()
         task = self.task
         self.events.append((next(_seq), end, _KIND_TEXT[kind], task.id, task.name, fields))
-        route = self.scope.get("route")
-        trace = Trace(
-            id=f"{_ID_PREFIX}{next(_ids):06x}",
-            type=self.type,
-            method=self.method,
-            path=self.path,
-            route=_route_of(route),
-            query=self.query,
-            headers=self.headers,
-            response_headers=self.response_headers,
-            status=self.status,
-            start=self.start_wall,
-            start_ns=self.start_ns,
-            end_ns=end,
-            dropped=self.dropped,
-            raw_events=tuple(self.events),
-            context=self.mon,
-        )
+        mon = self.mon
+        record = (
+            f"{_ID_PREFIX}{next(_ids):06x}", self.type, self.method, self.path,
+            _route_of(self.scope.get("route")), self.query, self.headers, self.response_headers,
+            self.status, self.start_wall, self.start_ns, end, self.dropped, tuple(self.events),
+            0 if mon is None else mon.key,
+        )  # fmt: skip
         self.events = []
         self.limit = 0  # late events (tasks that outlive the request) are not kept
         self.task_obj = None
-        if self._on_finish is not None:
-            self._on_finish(trace)
-        return trace
+        try:
+            # One bytes object: nothing for the garbage collector to track or count,
+            # and ~4x smaller than the tuples (the raw fields hold only atoms).
+            stored: bytes | tuple[Any, ...] = marshal.dumps(record)
+        except ValueError:  # fields a caller of `add` gave that marshal cannot write
+            stored = record
+        self.tracer.finished(stored, end - self.start_ns)
+        return stored
+
+    def finish(self, kind: EventKind | str, fields: Any) -> Trace:
+        """`close`, and return the finished trace."""
+        return Trace.of_record(self.close(kind, fields))
 
 
 def _text_pairs(pairs: tuple[tuple[Any, Any], ...]) -> tuple[tuple[str, str], ...]:
@@ -313,6 +340,47 @@ class Trace:
         self._context = context
         self._resolved: tuple[Event, ...] | None = None
 
+    @classmethod
+    def of_record(cls, record: bytes | tuple[Any, ...]) -> Trace:
+        """The trace of a record `Recorder.close` made (the form a `Tracer` stores)."""
+        data: Any = marshal.loads(record) if type(record) is bytes else record  # our own bytes
+        (id_, type_, method, path, route, query, headers, response_headers, status, start,
+         start_ns, end_ns, dropped, raw_events, context) = data  # fmt: skip
+        return cls(
+            id=id_,
+            type=type_,
+            method=method,
+            path=path,
+            route=route,
+            query=query,
+            headers=headers,
+            response_headers=response_headers,
+            status=status,
+            start=start,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            dropped=dropped,
+            raw_events=raw_events,
+            context=CONTEXTS.get(context) if context else None,
+        )
+
+    def _key(self) -> tuple[Any, ...]:
+        return (
+            self.id, self.type, self.method, self.path, self.route, self.query, self._headers,
+            self._response_headers, self.status, self.start, self.start_ns, self.end_ns,
+            self.dropped, self.raw_events,
+        )  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        # A trace is a value: the views of one record (`Tracer.traces` builds new ones
+        # at each call) are equal.
+        if not isinstance(other, Trace):
+            return NotImplemented
+        return self is other or self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
     def __repr__(self) -> str:
         return (
             f"<Trace {self.id} {self.method or self.type} {self.path} status={self.status}"
@@ -375,8 +443,8 @@ class Trace:
             return last
         body_done = False
         for _, _, kind, _, _, fields in self.raw_events:
-            if kind == "sent" and isinstance(fields, Mapping):
-                body_done = body_done or ends_response(fields)
+            if kind == "sent":
+                body_done = body_done or ends_response(_resolve(fields, None))
             elif kind == "disconnected" and not body_done:
                 return "disconnected"
         return "completed"
@@ -510,6 +578,84 @@ def ends_response(fields: Mapping[str, Any]) -> bool:
     if kind in ("http.response.body", "websocket.http.response.body"):
         return not fields.get("more_body", False)
     return bool(kind == "websocket.close")
+
+
+def message_fields(message: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The sizes and flags of an ASGI message, never its body, as lazy raw fields.
+
+    ``("msg", type, body_bytes, more_body, text_chars, status, content_type, code)``;
+    `None` for what the message does not have (see `_resolve_message`).
+    """
+    kind = message["type"]
+    if "body" in message:
+        return ("msg", kind, len(message["body"]), bool(message.get("more_body", False)),
+                None, None, None, None)  # fmt: skip
+    data = message.get("bytes")
+    if data is not None:
+        return ("msg", kind, len(data), None, None, None, None, None)
+    text = message.get("text")
+    if text is not None:
+        return ("msg", kind, None, None, len(text), None, None, None)
+    return ("msg", kind, None, None, None, None, None, None)
+
+
+_MESSAGE_KEYS: Final = ("type", "body_bytes", "more_body", "text_chars", "status",
+                        "content_type", "code")  # fmt: skip
+
+
+def _resolve_message(raw: tuple[Any, ...], context: Any) -> Mapping[str, Any]:
+    pairs = zip(_MESSAGE_KEYS, raw[1:], strict=True)
+    return {key: value for key, value in pairs if value is not None}
+
+
+def _resolve_open(raw: tuple[Any, ...], context: Any) -> Mapping[str, Any]:
+    _, kind, path, method, http_version = raw
+    fields = {"type": kind, "path": path}
+    if method is not None:
+        fields["method"] = method
+    if http_version is not None:
+        fields["http_version"] = http_version
+    return fields
+
+
+def _resolve_entered(raw: tuple[Any, ...], context: Any) -> Mapping[str, Any]:
+    _, code_index, derived, thread = raw
+    code = code_of(code_index)
+    fields: dict[str, Any] = {"derived": derived}
+    if code is not None:
+        fields = {
+            "function": getattr(code, "co_qualname", code.co_name),
+            "file": code.co_filename,
+            "line": code.co_firstlineno,
+            "derived": derived,
+        }
+    if thread is not None:
+        fields["thread"] = thread
+    return fields
+
+
+def _resolve_end(raw: tuple[Any, ...], context: Any) -> Mapping[str, Any]:
+    _, status, exception = raw
+    if exception is None:
+        return {"status": status}
+    return {"exception": exception, "status": status}
+
+
+def end_fields(status: int | None, exception: str | None = None) -> tuple[Any, ...]:
+    """The lazy raw fields of a terminal event (resolved by ``RESOLVERS["end"]``)."""
+    return ("end", status, exception)
+
+
+def pairs_of(mapping: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...] | None:
+    """A dict of atoms as a tuple of pairs: a tuple holding a dict is never untracked by
+    the garbage collector, one holding only tuples and atoms is."""
+    return None if mapping is None else tuple(mapping.items())
+
+
+RESOLVERS["end"] = _resolve_end
+RESOLVERS["msg"] = _resolve_message
+RESOLVERS["open"] = _resolve_open
+RESOLVERS["entered"] = _resolve_entered
 
 
 def _jsonable(value: Any) -> Any:

@@ -11,15 +11,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias, final
 
-from ._context import new_task_ref, task_ref
 from ._frames import AppCode, snapshot
 from ._log import log_failure
 from ._redact import Redactor
+from ._trace import Recorder, Trace
 
 if TYPE_CHECKING:
     import asyncio
 
-    from ._trace import Recorder, Trace
     from ._types import Clock
 
 __all__ = ["OnTrace", "Tracer"]
@@ -94,14 +93,13 @@ class Tracer:
     """
 
     __slots__ = (
-        "_app_code",
-        "_blocking_ns",
         "_callbacks",
         "_excluded",
         "_lock",
         "_rng",
         "_store",
-        "_watcher",
+        "app_code",
+        "blocking_ns",
         "blocking_threshold",
         "clock",
         "exclude_paths",
@@ -110,6 +108,7 @@ class Tracer:
         "sample_rate",
         "slow_threshold",
         "watch",
+        "watcher",
     )
 
     def __init__(
@@ -145,15 +144,20 @@ class Tracer:
         self.max_events = max_events
         self.redactor = Redactor.from_option(redact)
         self.blocking_threshold = blocking_threshold
-        self._blocking_ns = int(blocking_threshold * 1e9)
-        self._app_code = AppCode(app_code)
+        self.blocking_ns = int(blocking_threshold * 1e9)
+        """The blocking threshold in nanoseconds (internal)."""
+        self.app_code = AppCode(app_code)
+        """The app-code rule, cached per code object (internal)."""
         self.watch = tuple(watch)
-        self._watcher = (
+        self.watcher = (
             functools.partial(snapshot, self.watch, self.redactor) if self.watch else None
         )
         self.clock: Clock = clock or time.perf_counter_ns
         self._rng = rng or random.random
-        self._store: deque[Trace] = deque(maxlen=max_traces)
+        # Records (see `Recorder.close`), not `Trace` objects: a ring of a thousand
+        # objects the garbage collector tracks would make it run full collections
+        # (tens of ms) every few seconds under load.
+        self._store: deque[bytes | tuple[Any, ...]] = deque(maxlen=max_traces)
         self._lock = threading.Lock()
         if on_trace is None:
             self._callbacks: list[OnTrace] = []
@@ -177,13 +181,15 @@ class Tracer:
     def traces(self) -> list[Trace]:
         """The stored traces, oldest first (a copy)."""
         with self._lock:
-            return list(self._store)
+            records = list(self._store)
+        return [Trace.of_record(r) for r in records]
 
     @property
     def last(self) -> Trace | None:
         """The most recently finished trace, or ``None``."""
         with self._lock:
-            return self._store[-1] if self._store else None
+            record = self._store[-1] if self._store else None
+        return None if record is None else Trace.of_record(record)
 
     def clear(self) -> None:
         """Forget every stored trace."""
@@ -212,30 +218,18 @@ class Tracer:
 
     def recorder(self, scope: Mapping[str, Any], task: asyncio.Task[Any] | None) -> Recorder:
         """Open a recorder for a request that `wants` said to trace."""
-        from ._trace import Recorder
+        return Recorder(self, scope, task)
 
-        query = scope.get("query_string", b"")
-        return Recorder(
-            scope=scope,
-            task=new_task_ref(task.get_name()) if task is not None else task_ref(None),
-            task_obj=task,
-            clock=self.clock,
-            limit=self.max_events,
-            redactor=self.redactor,
-            headers=self.redactor.raw_headers_of(scope.get("headers")),
-            query=self.redactor.query_of(query) if query else "",
-            on_finish=self._finished,
-            wall=time.time(),
-            blocking_ns=self._blocking_ns,
-            is_app=self._app_code,
-            watcher=self._watcher,
-        )
-
-    def _finished(self, trace: Trace) -> None:
-        if self.slow_threshold is not None and trace.duration < self.slow_threshold:
+    def finished(self, record: bytes | tuple[Any, ...], duration_ns: int) -> None:
+        """Keep a finished trace's record (unless slow-only retention drops it); call back."""
+        slow = self.slow_threshold
+        if slow is not None and duration_ns / 1e9 < slow:
             return
         with self._lock:
-            self._store.append(trace)
+            self._store.append(record)
+        if not self._callbacks:
+            return
+        trace = Trace.of_record(record)
         for callback in tuple(self._callbacks):
             try:
                 callback(trace)
