@@ -1,12 +1,13 @@
-"""The FastAPI app under test and its three variants (untraced, traced, 1 % sampled).
+"""The FastAPI app under test and its variants: untraced, asgitrace three ways, OpenTelemetry.
 
-Shared by the in-process benchmark (`_inprocess`) and the HTTP server (`_serve`), so both
-measure exactly the same app.
+Shared by the in-process benchmark (`_inprocess`, `_worker`) and the HTTP server (`_serve`),
+so both measure exactly the same app.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,11 +22,21 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-VARIANTS = ("untraced", "traced", "sampled")
-"""untraced: the bare app; traced: `Tracer(max_traces=1000)`; sampled: `sample_rate=0.01`."""
+VARIANTS = ("untraced", "traced", "sampled", "slow", "otel")
+"""What each variant wraps the app in:
+
+- ``untraced``: nothing, the bare app (every ratio is to it);
+- ``traced``: asgitrace in full, `Tracer(max_traces=1000)`: every request traced (task hook,
+  blocking watchdog) and kept in the ring;
+- ``sampled``: `Tracer(max_traces=1000, sample_rate=0.01)`: 1 % of the requests traced;
+- ``slow``: `Tracer(max_traces=1000, slow_threshold=0.5)`: every request traced, only those
+  slower than 0.5 s kept (none of the benchmark's, so it stores nothing);
+- ``otel``: OpenTelemetry's FastAPI instrumentation, spans to an in-memory exporter.
+"""
 
 SAMPLE_RATE = 0.01
 MAX_TRACES = 1000
+SLOW_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -48,7 +59,11 @@ SUSPEND_PATH = "/suspend"
 """The per-suspension microbenchmark route: ``await asyncio.sleep(0)`` N times."""
 
 TRACES_PATH = "/bench-traces"
-"""How many traces the served variant stored: proves the traced server really traced."""
+"""How many traces (or OpenTelemetry spans) the served variant made: proves it really traced."""
+
+RESET_PATH = "/bench-reset"
+"""Clears the otel variant's in-memory exporter (a no-op for the others): called before each
+HTTP round, so that the spans of earlier rounds do not weigh on the next."""
 
 
 def build_app(endpoints: Iterable[str] = tuple(ENDPOINTS), suspensions: int = 0) -> FastAPI:
@@ -100,23 +115,94 @@ def build_app(endpoints: Iterable[str] = tuple(ENDPOINTS), suspensions: int = 0)
     return app
 
 
+def missing_variant(variant: str) -> str | None:
+    """Why *variant* cannot be measured here, or ``None`` when it can."""
+    if variant not in VARIANTS:
+        return f"unknown variant {variant!r} (expected one of {', '.join(VARIANTS)})"
+    if variant == "otel":
+        try:
+            for module in ("opentelemetry.sdk.trace", "opentelemetry.instrumentation.fastapi"):
+                importlib.import_module(module)
+        except ImportError as exc:
+            return f"{exc} (pip install -e '.[bench]' brings opentelemetry-instrumentation-fastapi)"
+    return None
+
+
 def make_tracer(variant: str, max_events: int | None = None) -> Tracer | None:
-    """The tracer a variant uses, or ``None`` for the untraced app.
+    """The asgitrace tracer a variant uses, or ``None`` (``untraced`` and ``otel``).
 
     Args:
         variant: One of `VARIANTS`.
         max_events: Per-trace event cap, when the default (10 000) could drop events.
     """
-    if variant == "untraced":
+    if variant not in VARIANTS:
+        raise ValueError(missing_variant(variant))
+    if variant in ("untraced", "otel"):
         return None
     options: dict[str, Any] = {"max_traces": MAX_TRACES}
     if max_events is not None:
         options["max_events"] = max_events
     if variant == "sampled":
         options["sample_rate"] = SAMPLE_RATE
-    elif variant != "traced":
-        raise ValueError(f"unknown variant {variant!r} (expected one of {', '.join(VARIANTS)})")
+    elif variant == "slow":
+        options["slow_threshold"] = SLOW_THRESHOLD
     return Tracer(**options)
+
+
+class Variant:
+    """One variant of the app: the ASGI app to call and what it recorded.
+
+    Build it with `instrument`. ``stored()`` counts what the variant made: traces in the
+    asgitrace ring, or spans the OpenTelemetry exporter received since the start (the
+    exporter is cleared by ``reset()``, its spans still counted).
+    """
+
+    def __init__(self, name: str, app: ASGIApp, tracer: Tracer | None, exporter: Any) -> None:
+        self.name = name
+        self.app = app
+        self.tracer = tracer
+        self.exporter = exporter
+        self._cleared = 0
+
+    def stored(self) -> int:
+        """Traces in the tracer's ring, or spans finished so far (0 when untraced)."""
+        if self.tracer is not None:
+            return len(self.tracer.traces)
+        if self.exporter is not None:
+            return self._cleared + len(self.exporter.get_finished_spans())
+        return 0
+
+    def reset(self) -> None:
+        """Empty the in-memory span exporter, which grows without bound (otel only)."""
+        if self.exporter is not None:
+            self._cleared += len(self.exporter.get_finished_spans())
+            self.exporter.clear()
+
+
+def instrument(variant: str, app: FastAPI, max_events: int | None = None) -> Variant:
+    """Wrap or instrument *app* as *variant* says (see `VARIANTS`).
+
+    The otel variant instruments *app* in place, with a tracer provider of its own (the
+    global one is left alone) whose spans go to an `InMemorySpanExporter` through a
+    `SimpleSpanProcessor`: the whole OpenTelemetry path per request, no network.
+
+    Raises:
+        ValueError: the variant is unknown.
+        ImportError: the otel variant without OpenTelemetry's FastAPI instrumentation.
+    """
+    if variant == "otel":
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
+        return Variant(variant, app, None, exporter)
+    tracer = make_tracer(variant, max_events=max_events)
+    return Variant(variant, wrap(app, tracer), tracer, None)
 
 
 def wrap(app: ASGIApp, tracer: Tracer | None) -> ASGIApp:
@@ -126,9 +212,14 @@ def wrap(app: ASGIApp, tracer: Tracer | None) -> ASGIApp:
     return TraceMiddleware(app, tracer=tracer)
 
 
-def add_traces_route(app: FastAPI, tracer: Tracer | None) -> None:
-    """Add `TRACES_PATH`, answering how many traces *tracer* holds (0 when untraced)."""
+def add_bench_routes(app: FastAPI, variant: Variant) -> None:
+    """Add `TRACES_PATH` (how many traces or spans *variant* made) and `RESET_PATH`."""
 
     @app.get(TRACES_PATH)
     async def stored_traces() -> dict[str, int]:
-        return {"traces": len(tracer.traces) if tracer is not None else 0}
+        return {"traces": variant.stored()}
+
+    @app.get(RESET_PATH)
+    async def reset() -> dict[str, bool]:
+        variant.reset()
+        return {"reset": True}

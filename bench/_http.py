@@ -2,7 +2,8 @@
 
 Each variant gets its own server process (started once, kept for every round), so tracing
 state never leaks between variants and idle servers cost nothing while another is loaded.
-The load generator runs in this process, on the other core.
+The load generator runs in this process, on the other core. The server's CPU time is read
+from ``/proc/<pid>/stat`` around each round: CPU time per request.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ import asyncio
 import contextlib
 import http.client
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from _apps import ENDPOINTS
+from _apps import ENDPOINTS, RESET_PATH, TRACES_PATH
 from _loops import missing_loop, run_in_new_loop
 from _procs import Child, read_line, spawn, stop
 
@@ -72,10 +74,12 @@ def get(port: int, path: str, timeout: float = REQUEST_TIMEOUT) -> tuple[int, by
         conn.close()
 
 
-def spawn_server(variant: str, loop: str, endpoints: list[str]) -> Server:
+def spawn_server(
+    variant: str, loop: str, endpoints: list[str], options: Sequence[str] = ()
+) -> Server:
     """Start `_serve.py` for one variant without waiting for it (see `wait_started`)."""
     cmd = [sys.executable, str(SERVE), "--variant", variant, "--loop", loop]
-    cmd += ["--endpoints", ",".join(endpoints)]
+    cmd += ["--endpoints", ",".join(endpoints), *options]
     return Server(variant, spawn(f"the {variant} server", cmd))
 
 
@@ -103,13 +107,13 @@ def wait_started(server: Server, ready_path: str) -> None:
 
 @contextlib.contextmanager
 def running_servers(
-    variants: list[str], loop: str, endpoints: list[str]
+    variants: list[str], loop: str, endpoints: list[str], options: Sequence[str] = ()
 ) -> Iterator[dict[str, Server]]:
     """Start one server per variant (in parallel); stop them all on exit, whatever happens."""
     servers: dict[str, Server] = {}
     try:
         for variant in variants:
-            servers[variant] = spawn_server(variant, loop, endpoints)
+            servers[variant] = spawn_server(variant, loop, endpoints, options)
         for server in servers.values():
             wait_started(server, ENDPOINTS[endpoints[0]].path)
         yield servers
@@ -119,12 +123,64 @@ def running_servers(
 
 
 def stored_traces(server: Server) -> int | None:
-    """How many traces the server's tracer holds (None when it cannot tell)."""
+    """How many traces the server's tracer holds, or spans its OpenTelemetry exporter got
+    (None when it cannot tell)."""
     try:
-        status, body = get(server.port, "/bench-traces")
+        status, body = get(server.port, TRACES_PATH)
         return int(json.loads(body)["traces"]) if status == 200 else None
     except (OSError, ValueError, KeyError):
         return None
+
+
+def reset(server: Server) -> None:
+    """Empty the server's in-memory span exporter (otel; a no-op request for the others).
+
+    Raises:
+        RuntimeError: the server did not answer 200, or not at all (its stderr is included).
+    """
+    try:
+        status, body = get(server.port, RESET_PATH)
+    except OSError as exc:
+        raise RuntimeError(
+            f"{server.child.name} did not answer GET {RESET_PATH} ({exc}); exit status "
+            f"{server.child.process.poll()}\n--- its stderr ---\n{server.child.stderr()}"
+        ) from None
+    if status != 200:
+        raise RuntimeError(f"{server.child.name}: GET {RESET_PATH} answered {status} {body[:80]!r}")
+
+
+# --- what the server process uses -------------------------------------------------------------
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process *pid*, all its threads, in seconds.
+
+    Fields 14 and 15 (utime, stime) of ``/proc/<pid>/stat``, in clock ticks (usually
+    10 ms); ``None`` where there is no ``/proc`` or the process is gone.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            text = stat.read()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may contain spaces: split after it.
+    fields = text[text.rindex(b")") + 2 :].split()
+    # fields[0] is field 3 (state), so field n is fields[n - 3].
+    return (int(fields[14 - 3]) + int(fields[15 - 3])) / _CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident set size of process *pid* (``VmRSS`` in ``/proc/<pid>/status``), or None."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 # --- wrk ------------------------------------------------------------------------------------
@@ -204,18 +260,22 @@ def _content_length(head: bytes) -> int:
     return int(head[start : head.index(b"\r\n", start)])
 
 
-async def _connection(port: int, request: bytes, load: _Load) -> None:
-    """One keep-alive HTTP/1.1 connection sending requests back to back (no pipelining)."""
+async def _connection(port: int, requests: list[bytes], load: _Load) -> None:
+    """One keep-alive HTTP/1.1 connection sending requests back to back (no pipelining).
+
+    With several *requests*, the round sends them in turn (round-robin over the round).
+    """
     reader, writer = await asyncio.open_connection(HOST, port)
     clock = time.perf_counter
     latencies = load.latencies
+    kinds = len(requests)
     try:
         while load.left > 0:
             start = clock()
             if start >= load.deadline:
                 break
             load.left -= 1
-            writer.write(request)
+            writer.write(requests[load.left % kinds])
             head = await reader.readuntil(b"\r\n\r\n")
             await reader.readexactly(_content_length(head))
             latencies.append(clock() - start)
@@ -236,16 +296,16 @@ def _percentile(ordered: list[float], q: float) -> float:
 
 
 async def _load_round(
-    port: int, path: str, duration: float, connections: int, max_requests: int
+    port: int, paths: Sequence[str], duration: float, connections: int, max_requests: int
 ) -> LoadResult:
-    request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
+    requests = [f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode() for path in paths]
     start = time.perf_counter()
     load = _Load(max_requests, start + duration)
-    workers = [_connection(port, request, load) for _ in range(connections)]
+    workers = [_connection(port, requests, load) for _ in range(connections)]
     try:
         await asyncio.wait_for(asyncio.gather(*workers), duration + REQUEST_TIMEOUT)
     except asyncio.TimeoutError:
-        raise RuntimeError(f"GET {path}: the server stopped answering") from None
+        raise RuntimeError(f"GET {', '.join(paths)}: the server stopped answering") from None
     seconds = time.perf_counter() - start
     ordered = sorted(load.latencies)
     return LoadResult(
@@ -264,14 +324,20 @@ def client_loop() -> str:
 
 
 def run_asyncio_load(
-    port: int, path: str, duration: float, connections: int, max_requests: int | None = None
+    port: int,
+    path: str | Sequence[str],
+    duration: float,
+    connections: int,
+    max_requests: int | None = None,
 ) -> LoadResult:
     """Load ``GET path`` over *connections* keep-alive connections for *duration* seconds.
 
-    Bounded both ways: at most *max_requests* (default: `MAX_RATE` x *duration*) and at
-    most *duration* plus `REQUEST_TIMEOUT` seconds.
+    *path* may be several paths, requested in turn. Bounded both ways: at most
+    *max_requests* (default: `MAX_RATE` x *duration*) and at most *duration* plus
+    `REQUEST_TIMEOUT` seconds.
     """
+    paths = [path] if isinstance(path, str) else list(path)
     limit = max_requests if max_requests is not None else int(MAX_RATE * duration)
     return run_in_new_loop(
-        client_loop(), lambda: _load_round(port, path, duration, connections, limit)
+        client_loop(), lambda: _load_round(port, paths, duration, connections, limit)
     )

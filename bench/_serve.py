@@ -7,6 +7,11 @@ server's event loop or core::
 
 It binds port 0 itself, prints ``PORT <n>`` on stdout as soon as the socket listens, and
 serves until SIGTERM/SIGINT or until its stdin closes (the parent died): no orphan servers.
+
+``--soak`` (used by ``bench/soak.py``) serves the app traced by a default ``Tracer()``
+whatever ``--variant`` says, and answers ``/bench-soak-stats`` (see `_soakstats`);
+``--tracemalloc DIR`` starts tracemalloc before the first request and dumps the snapshots
+asked for into DIR.
 """
 
 from __future__ import annotations
@@ -16,9 +21,14 @@ import os
 import socket
 import sys
 import threading
+import tracemalloc
+from pathlib import Path
 
 import uvicorn
-from _apps import ENDPOINTS, VARIANTS, add_traces_route, build_app, make_tracer, wrap
+from _apps import ENDPOINTS, VARIANTS, Variant, add_bench_routes, build_app, instrument, wrap
+from _soakstats import Stats, with_stats_route
+
+from asgitrace import Tracer
 
 _EXIT_GRACE = 5.0
 """Seconds a shutdown may take before the process exits hard."""
@@ -33,6 +43,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--endpoints",
         default=",".join(ENDPOINTS),
         help="comma-separated routes to serve (default: all)",
+    )
+    parser.add_argument(
+        "--soak", action="store_true", help="Tracer() defaults and the soak statistics route"
+    )
+    parser.add_argument(
+        "--tracemalloc",
+        type=Path,
+        metavar="DIR",
+        help="trace Python allocations; with --soak, dump the snapshots asked for into DIR",
     )
     return parser.parse_args(argv)
 
@@ -52,12 +71,20 @@ def exit_when_stdin_closes(server: uvicorn.Server) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Bind, print the port, serve."""
     args = parse_args(argv)
-    tracer = make_tracer(args.variant)
     try:
         app = build_app([name for name in args.endpoints.split(",") if name])
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
-    add_traces_route(app, tracer)
+    if args.soak:
+        tracer = Tracer()  # the defaults: a ring of 1000 traces
+        served = with_stats_route(wrap(app, tracer), Stats(tracer, args.tracemalloc))
+        add_bench_routes(app, Variant("soak", served, tracer, None))
+    else:
+        variant = instrument(args.variant, app)
+        add_bench_routes(app, variant)
+        served = variant.app
+    if args.tracemalloc is not None:
+        tracemalloc.start()
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when the
     # listening socket says so, and without it every response waits ~40 ms (delayed ACK).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -65,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     sock.bind(("127.0.0.1", 0))
     sock.listen(2048)
     config = uvicorn.Config(
-        wrap(app, tracer),
+        served,
         loop=args.loop,
         log_level="warning",
         access_log=False,

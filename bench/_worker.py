@@ -11,7 +11,8 @@ It prints ``READY``, then answers each JSON command line on stdin with one JSON 
     {"path": "/hello", "count": 5000, "warmup": 500, "expected": "{...}", "loop": "asyncio"}
     -> {"ns_per_request": 41234.5, "traces": 1000}    or    {"error": "..."}
 
-and exits when stdin closes.
+(``traces``: traces in the ring, or spans finished so far for the otel variant, whose
+in-memory exporter is emptied before each measurement), and exits when stdin closes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import json
 import sys
 from typing import Any
 
-from _apps import ENDPOINTS, VARIANTS, build_app, make_tracer, wrap
+from _apps import ENDPOINTS, VARIANTS, Variant, build_app, instrument
 from _inprocess import measure
 
 
@@ -35,12 +36,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def answer(app: Any, tracer: Any, command: dict[str, Any]) -> dict[str, Any]:
+def answer(variant: Variant, command: dict[str, Any]) -> dict[str, Any]:
     """Run one measurement command; errors become an ``error`` answer."""
     expected = command.get("expected")
     try:
+        variant.reset()
         ns = measure(
-            app,
+            variant.app,
             command["path"],
             int(command["count"]),
             int(command["warmup"]),
@@ -49,19 +51,19 @@ def answer(app: Any, tracer: Any, command: dict[str, Any]) -> dict[str, Any]:
         )
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
-    return {"ns_per_request": ns, "traces": len(tracer.traces) if tracer is not None else 0}
+    return {"ns_per_request": ns, "traces": variant.stored()}
 
 
 def main(argv: list[str] | None = None) -> None:
     """Build the variant, say READY, serve commands until stdin closes."""
     args = parse_args(argv)
-    tracer = make_tracer(args.variant, max_events=args.max_events)
     endpoints = [name for name in args.endpoints.split(",") if name]
-    app = wrap(build_app(endpoints, suspensions=args.suspensions), tracer)
+    app = build_app(endpoints, suspensions=args.suspensions)
+    variant = instrument(args.variant, app, max_events=args.max_events)
     print("READY", flush=True)
     for line in sys.stdin:
         if line.strip():
-            print(json.dumps(answer(app, tracer, json.loads(line))), flush=True)
+            print(json.dumps(answer(variant, json.loads(line))), flush=True)
 
 
 if __name__ == "__main__":

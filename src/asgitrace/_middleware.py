@@ -186,6 +186,13 @@ class TraceMiddleware:
         if mon is not None:
             rec.mon = mon
             mon.request_started()
+            # The server's task for this request may have been wrapped by the task hook
+            # (another traced request was in flight when it was created): the request's
+            # own stepper times its steps from now on, so that one stands aside.
+            task = rec.task_obj
+            outer = task.get_coro() if task is not None else None
+            if type(outer) is Stepper and outer.rec is None:
+                outer.mon = None
         return Stepper(awaitable, mon, rec, rec.task, request_task=True)
 
     def _open(self, scope: Scope) -> Recorder | None:
