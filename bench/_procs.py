@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import select
+import signal
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
@@ -93,3 +96,19 @@ def stop(child: Child) -> None:
         if process.stdout is not None:
             process.stdout.close()
         child.log.close()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """Turn SIGTERM into SystemExit, so that ``finally`` blocks stop the children."""
+    sys.exit(128 + signum)
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """Run a benchmark script's *main* as the program: SIGTERM and Ctrl-C still stop its
+    children (through ``finally``), and its return value is the exit status."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

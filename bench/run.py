@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import shlex
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -42,6 +41,7 @@ from _http import (
 )
 from _inprocess import running_workers
 from _loops import LOOPS, missing_loop
+from _procs import run_main
 from _report import (
     console,
     http_tables,
@@ -447,15 +447,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    """Turn SIGTERM into SystemExit, so that ``finally`` blocks stop the servers."""
-    sys.exit(128 + signum)
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

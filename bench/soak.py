@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import signal
 import sys
 import sysconfig
 import tempfile
@@ -33,6 +32,7 @@ from typing import Any
 from _apps import ENDPOINTS
 from _http import Server, client_loop, get, rss_bytes, run_asyncio_load, running_servers
 from _loops import LOOPS, missing_loop
+from _procs import run_main
 from _soakstats import STATS_PATH
 
 Row = dict[str, Any]
@@ -328,15 +328,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    """Turn SIGTERM into SystemExit, so that ``finally`` blocks stop the server."""
-    sys.exit(128 + signum)
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from ._log import log_failure
-from ._trace import RESOLVERS, code_id, code_of
+from ._trace import RESOLVERS, code_id, code_of, pairs_of
 
 __all__ = [
     "AppCode",
@@ -310,10 +310,9 @@ def await_site(w: Walk, cooperative: bool, is_app: AppCode) -> tuple[Any, ...]:
     """The raw fields of an ``awaiting`` event: atoms only (see `_trace.RawEvent`)."""
     thread = _thread_target(w.thread_func, is_app) if w.thread_func is not None else None
     leaf_type = type(w.leaf).__name__ if w.leaf is not None else None
-    watched = None if w.watched is None else tuple(w.watched.items())
     return (
         "awaiting", code_id(w.app_code), w.app_line, code_id(w.leaf_code), leaf_type, thread,
-        cooperative, watched,
+        cooperative, pairs_of(w.watched),
     )  # fmt: skip
 
 

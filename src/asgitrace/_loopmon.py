@@ -223,7 +223,7 @@ def _resolve_blocked(raw: tuple[Any, ...], context: Any) -> Mapping[str, Any]:
         fields.update(file=file, line=line, function=function)
     if late:
         fields["after_response"] = True
-    if stack:
+    if stack:  # after `after_response`: the order the fields always had
         fields["code"] = source_line(file, line)
     fields["stack"] = tuple(f"{f}:{n} in {fn}" for f, n, fn in stack)
     return fields

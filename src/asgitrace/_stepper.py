@@ -90,8 +90,9 @@ class Stepper(Coroutine[Any, Any, Any]):
     # -- the coroutine protocol -------------------------------------------------------
 
     def send(self, value: Any = None) -> Any:
-        # The hot path (every step of every wrapped task), kept flat: no helper frames
-        # before the step. Fail-open: the probe code around the step is guarded; an
+        # The hot path (every step of every wrapped task), kept flat: `_before` inlined
+        # and no `_step` frame (measured: ~150 ns of a ~1.7 us step; `throw`, rare, takes
+        # the general path). Fail-open: the probe code around the step is guarded; an
         # error there disables this stepper's recording (logged once) and never reaches
         # the task. What the step raises (StopIteration at the end, the app's own
         # errors) passes through.
