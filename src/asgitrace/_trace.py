@@ -223,6 +223,8 @@ class Recorder:
         nothing, where a ring of objects would make it run full collections (tens of
         milliseconds each) every few seconds under load.
         """
+        if self.events is _NO_EVENTS:
+            raise RuntimeError("this trace is already closed")
         end = self.clock()
         task = self.task
         self.events.append((next(_seq), end, _KIND_TEXT[kind], task.id, task.name, fields))
@@ -233,9 +235,16 @@ class Recorder:
             self.status, self.start_wall, self.start_ns, end, self.dropped, tuple(self.events),
             0 if mon is None else mon.key,
         )  # fmt: skip
-        self.events = []
-        self.limit = 0  # late events (tasks that outlive the request) are not kept
+        # Late events (tasks that outlive the request) are not kept. And a closed recorder
+        # lets go of the request: contexts copied during it (the server's keep-alive
+        # timer, cancelled but left in the loop's heap for a while) still name it, and
+        # through the scope they would keep the request's whole object graph alive long
+        # enough to reach the old generations of the garbage collector.
+        self.limit = 0
+        self.events = _NO_EVENTS
         self.task_obj = None
+        self.scope = _NO_SCOPE
+        self.headers = self.response_headers = ()
         try:
             # One bytes object: nothing for the garbage collector to track or count,
             # and ~4x smaller than the tuples (the raw fields hold only atoms).
@@ -248,6 +257,10 @@ class Recorder:
     def finish(self, kind: EventKind | str, fields: Any) -> Trace:
         """`close`, and return the finished trace."""
         return Trace.of_record(self.close(kind, fields))
+
+
+_NO_EVENTS: Final[list[RawEvent]] = []  # a closed recorder's (never appended to: limit 0)
+_NO_SCOPE: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
 def _text_pairs(pairs: tuple[tuple[Any, Any], ...]) -> tuple[tuple[str, str], ...]:
