@@ -391,7 +391,7 @@ class TestMonitoringCallbacks:
             return None
 
         entry.watch([fresh.__code__])
-        assert fresh.__code__ not in entry._watched
+        assert id(fresh.__code__) not in entry._watched
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,9 @@ __all__ = ["AVAILABLE", "endpoints_of", "watch", "watch_endpoint"]
 AVAILABLE: Final = sys.version_info >= (3, 12)
 
 _tool: int | None = None
-_watched: set[CodeType] = set()
+# id(code) -> code: keyed by id, as `_frames.AppCode` is (hashing a code object is slow),
+# the value keeping the id the code's own.
+_watched: dict[int, CodeType] = {}
 _lock = threading.Lock()
 
 
@@ -127,14 +129,14 @@ def watch(codes: Iterable[CodeType]) -> None:
 def watch_endpoint(scope: Mapping[str, Any]) -> None:
     """After a request: watch the endpoint it was routed to, for the next requests."""
     code = getattr(scope.get("endpoint"), "__code__", None)
-    if code is not None and code not in _watched:
+    if code is not None and id(code) not in _watched:
         watch((code,))
 
 
 def _watch(codes: Iterable[CodeType]) -> None:  # pragma: before-3-12
     try:
         with _lock:
-            new = [c for c in codes if c not in _watched]
+            new = [c for c in codes if id(c) not in _watched]
             if not new:
                 return
             tool = _claim_tool()
@@ -144,7 +146,7 @@ def _watch(codes: Iterable[CodeType]) -> None:  # pragma: before-3-12
             events = monitoring.events.PY_START | monitoring.events.PY_RETURN
             for code in new:
                 monitoring.set_local_events(tool, code, events)
-                _watched.add(code)
+                _watched[id(code)] = code
     except Exception as exc:
         log_failure("sys.monitoring endpoint events", exc)
 

@@ -67,13 +67,20 @@ def default_is_app_file(filename: str) -> bool:
 
 
 class AppCode:
-    """A cache of the app-code rule per code object (the rule is called once per code)."""
+    """A cache of the app-code rule per code object (the rule is called once per code).
 
-    __slots__ = ("_cache", "rule")
+    The cache is keyed by ``id(code)``: hashing a code object hashes its constants, the
+    code of nested functions included, at every lookup (over a microsecond for a big
+    framework function), and the walk looks up every frame of the chain. `_alive` keeps
+    the cached code objects alive, so that their ids stay theirs.
+    """
+
+    __slots__ = ("_alive", "_cache", "rule")
 
     def __init__(self, rule: CodeRule | None = None) -> None:
         self.rule: CodeRule = rule or default_is_app_file
-        self._cache: dict[types.CodeType, bool] = {}
+        self._cache: dict[int, bool] = {}
+        self._alive: list[types.CodeType] = []
 
     def file(self, filename: str) -> bool:
         """Apply the rule to a file name (uncached; a rule that raises means "not app")."""
@@ -84,14 +91,15 @@ class AppCode:
             return False
 
     def __call__(self, code: types.CodeType) -> bool:
-        try:
-            return self._cache[code]
-        except KeyError:
+        result = self._cache.get(id(code))
+        if result is None:
             result = self.file(code.co_filename)
             if len(self._cache) > 50_000:  # bounded: code objects can be generated
                 self._cache.clear()
-            self._cache[code] = result
-            return result
+                self._alive.clear()
+            self._alive.append(code)
+            self._cache[id(code)] = result
+        return result
 
 
 _CoroutineType: Final = types.CoroutineType
@@ -146,14 +154,14 @@ class Walk:
         self.saw_target = False
 
 
-_SLEEP_CODES: set[types.CodeType] = set()
+_SLEEP_CODES: set[int] = set()  # ids of asyncio.sleep's code (a module function's: stable)
 _THREAD_NAMES: Final = frozenset({"run_sync_in_worker_thread", "to_thread", "run_in_threadpool"})
 
 
 def _note_sleep_code() -> None:
     import asyncio
 
-    _SLEEP_CODES.add(asyncio.sleep.__code__)
+    _SLEEP_CODES.add(id(asyncio.sleep.__code__))
 
 
 _note_sleep_code()
@@ -195,7 +203,7 @@ def walk(
         code = frame.f_code
         if code is target:
             result.saw_target = True
-        app = verdicts.get(code)
+        app = verdicts.get(id(code))
         if app is None:
             app = is_app(code)
         if app:
@@ -218,7 +226,7 @@ def walk(
         result.app_line = app_frame.f_lineno
     if leaf_frame is not None:
         result.leaf_code = leaf_frame.f_code
-        if leaf_frame.f_code in _SLEEP_CODES:
+        if id(leaf_frame.f_code) in _SLEEP_CODES:
             # asyncio.sleep's timer handle says when the sleep was due: the loop lag
             # is the resume time minus that.
             handle = leaf_frame.f_locals.get("h")
