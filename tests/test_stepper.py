@@ -94,10 +94,16 @@ class TestStepperProtocol:
         assert step.cr_suspended is False
         assert step.__name__ == "sleeper"
         assert step.__qualname__ == "sleeper"
+        assert step.cr_origin is coro.cr_origin
         assert repr(step) == repr(coro)
         step.send(None)
         assert step.cr_await is not None or step.cr_suspended
         step.close()
+
+    def test_attribute_access_stays_specialized(self) -> None:
+        # A class with `__getattr__` gets no specialized attribute access: every
+        # `self.x` of every step would pay for it (measured: ~0.6 us per suspension).
+        assert "__getattr__" not in vars(Stepper)
 
     def test_an_awaitable_without_frames_is_described_by_its_type(self) -> None:
         class Awaitable:

@@ -51,7 +51,12 @@ _SPAWNED = EventKind.SPAWNED
 class Stepper(Coroutine[Any, Any, Any]):
     """A coroutine wrapper that records each step of the coroutine it drives."""
 
+    # `__name__` and `__qualname__` are slots (instance values: the wrapped coroutine's),
+    # not a `__getattr__`: a class with `__getattr__` gets no specialized attribute
+    # access, and every `self.x` of every step would pay for it.
     __slots__ = (
+        "__name__",
+        "__qualname__",
         "_app_obj",
         "_loop",
         "coro",
@@ -76,6 +81,10 @@ class Stepper(Coroutine[Any, Any, Any]):
         request_task: bool = False,
     ) -> None:
         self.coro = coro
+        name = getattr(coro, "__name__", None)
+        self.__name__ = name if isinstance(name, str) else type(coro).__name__
+        qualname = getattr(coro, "__qualname__", None)
+        self.__qualname__ = qualname if isinstance(qualname, str) else self.__name__
         self.mon = mon
         self.rec = rec
         self.ref = ref
@@ -165,12 +174,9 @@ class Stepper(Coroutine[Any, Any, Any]):
     def cr_suspended(self) -> bool:
         return bool(getattr(self.coro, "cr_suspended", False))
 
-    def __getattr__(self, name: str) -> Any:
-        # `__name__` and `__qualname__` cannot be properties of a class (the class body
-        # would take them as its own names): forward them, like everything unknown.
-        if name in ("__name__", "__qualname__"):
-            return getattr(self.coro, name, type(self.coro).__name__)
-        return getattr(self.coro, name)
+    @property
+    def cr_origin(self) -> Any:
+        return getattr(self.coro, "cr_origin", None)
 
     def __repr__(self) -> str:
         return repr(self.coro)
