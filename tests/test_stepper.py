@@ -385,6 +385,24 @@ class TestMonitoringCallbacks:
         assert entered[4] == "AnyIO worker thread"
         assert RESOLVERS["entered"](entered[5], None)["thread"] == "AnyIO worker thread"
 
+    def test_an_endpoint_equal_to_one_watched_before_is_watched_too(self) -> None:
+        # The same source compiled twice (a reloaded module, a test app rebuilt) gives
+        # equal but distinct code objects: each needs its own events.
+        import asgitrace._entry as entry
+
+        source = "async def endpoint():\n    return {'ok': True}\n"
+        first: dict[str, Any] = {}
+        second: dict[str, Any] = {}
+        exec(compile(source, "<app>", "exec"), first)
+        exec(compile(source, "<app>", "exec"), second)
+        one, two = first["endpoint"].__code__, second["endpoint"].__code__
+        assert one == two
+        assert one is not two
+        entry.watch([one])
+        entry.watch([two])
+        assert id(one) in entry._watched
+        assert id(two) in entry._watched
+
     def test_every_tool_id_taken_leaves_entry_derived(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
