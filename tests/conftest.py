@@ -1,4 +1,5 @@
-"""Shared fixtures: a fake clock, a fake ASGI server, scopes and a reset of the failure log.
+"""Shared fixtures: a fake clock, a fake ASGI server, scopes, the apps several test files
+trace, and a reset of the failure log.
 
 Helpers are handed out through fixtures (the suite runs with ``--import-mode=importlib``,
 so test modules cannot import this file).
@@ -7,10 +8,12 @@ so test modules cannot import this file).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from fastapi import FastAPI, HTTPException
 
 from asgitrace import _log
 
@@ -124,3 +127,121 @@ def scope() -> Callable[..., dict[str, Any]]:
 @pytest.fixture
 def fake_clock_type() -> type[FakeClock]:
     return FakeClock
+
+
+# -- the apps several test files trace --------------------------------------------------------
+# Their endpoints live here, so traces, spans and failure messages point at this file (and
+# at names such as `make_app.<locals>.child`): tests read both from the fixtures below.
+
+DELAY = 0.03
+SLOW = 0.03
+BLOCKING_THRESHOLD = 0.02
+
+
+def make_app(*, slow_items: bool = False) -> FastAPI:
+    """The app the exporter, Perfetto and OpenTelemetry tests trace.
+
+    /wait awaits DELAY; /block holds the loop for SLOW; /gather and /child-fails run child
+    tasks (the latter's fails); /yield yields, then waits; /boom, /missing and /crash fail.
+    ``/items/{item_id}`` yields once, or with *slow_items* awaits DELAY.
+    """
+    app = FastAPI()
+
+    async def child(n: int) -> int:
+        await asyncio.sleep(0.001 * n)
+        if n == 3:
+            raise KeyError(n)
+        return n
+
+    @app.get("/wait")
+    async def wait_endpoint() -> dict[str, str]:
+        await asyncio.sleep(DELAY)
+        return {"message": "Done waiting"}
+
+    @app.get("/block")
+    async def block_endpoint() -> dict[str, str]:
+        time.sleep(SLOW)
+        return {"message": "Done waiting"}
+
+    @app.get("/gather")
+    async def gather_endpoint() -> list[int]:
+        return list(await asyncio.gather(child(1), child(2)))
+
+    @app.get("/child-fails")
+    async def child_fails() -> str:
+        task = asyncio.create_task(child(3))
+        await asyncio.wait([task])
+        return type(task.exception()).__name__
+
+    @app.get("/yield")
+    async def yielder() -> int:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0.02)
+        return 1
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise HTTPException(status_code=500, detail="no")
+
+    @app.get("/missing")
+    async def missing() -> None:
+        raise HTTPException(status_code=404, detail="no")
+
+    @app.get("/crash")
+    async def crash() -> None:
+        raise RuntimeError("crash")
+
+    if slow_items:
+
+        @app.get("/items/{item_id}")
+        async def item(item_id: int) -> dict[str, int]:
+            await asyncio.sleep(DELAY)
+            return {"item_id": item_id}
+
+    else:
+
+        @app.get("/items/{item_id}")
+        async def item(item_id: int) -> dict[str, int]:
+            await asyncio.sleep(0)
+            return {"item_id": item_id}
+
+    return app
+
+
+class AppFactory:
+    """`make_app` as a fixture hands it out, with the times its endpoints are built around."""
+
+    delay = DELAY  # /wait (and the slow /items) await asyncio.sleep(DELAY)
+    slow = SLOW  # /block holds the event loop this long
+    blocking_threshold = BLOCKING_THRESHOLD  # below SLOW: /block's step counts as blocking
+    source = __file__  # where the endpoints are defined
+
+    def __call__(self, *, slow_items: bool = False) -> FastAPI:
+        return make_app(slow_items=slow_items)
+
+
+def reference_app() -> FastAPI:
+    """The README's two endpoints: one awaits 10 ms, the other holds the loop for 120 ms."""
+    app = FastAPI()
+
+    @app.get("/wait")
+    async def wait_endpoint() -> dict[str, str]:
+        await asyncio.sleep(0.01)
+        return {"message": "Done waiting"}
+
+    @app.get("/block")
+    async def block_endpoint() -> dict[str, str]:
+        time.sleep(0.12)
+        return {"message": "Done blocking"}
+
+    return app
+
+
+@pytest.fixture(name="make_app", scope="session")
+def make_app_fixture() -> AppFactory:
+    return AppFactory()
+
+
+@pytest.fixture(name="reference_app", scope="session")
+def reference_app_fixture() -> Callable[[], FastAPI]:
+    return reference_app

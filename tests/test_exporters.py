@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
@@ -17,59 +16,17 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, HTTPException
 from rich.console import Console
 
 from asgitrace import Trace, TraceMiddleware, Tracer, exporters
 from asgitrace._render import render_trace
 from asgitrace.exporters import JsonlSink, MalformedLine
 
-DELAY = 0.03
-SLOW = 0.03
-BLOCKING_THRESHOLD = 0.02
 
-
-def make_app() -> FastAPI:
-    app = FastAPI()
-
-    async def child(n: int) -> int:
-        await asyncio.sleep(0.001 * n)
-        return n
-
-    @app.get("/wait")
-    async def wait_endpoint() -> dict[str, str]:
-        await asyncio.sleep(DELAY)
-        return {"message": "Done waiting"}
-
-    @app.get("/block")
-    async def block_endpoint() -> dict[str, str]:
-        time.sleep(SLOW)
-        return {"message": "Done waiting"}
-
-    @app.get("/gather")
-    async def gather_endpoint() -> list[int]:
-        return list(await asyncio.gather(child(1), child(2)))
-
-    @app.get("/boom")
-    async def boom() -> None:
-        raise HTTPException(status_code=500, detail="no")
-
-    @app.get("/crash")
-    async def crash() -> None:
-        raise RuntimeError("crash")
-
-    @app.get("/items/{item_id}")
-    async def item(item_id: int) -> dict[str, int]:
-        await asyncio.sleep(0)
-        return {"item_id": item_id}
-
-    return app
-
-
-async def run_requests(*paths: str, **options: Any) -> list[Trace]:
+async def run_requests(make_app: Any, *paths: str, **options: Any) -> list[Trace]:
     """Serve *paths* one after another through a traced app; return the traces in order."""
     app = make_app()
-    tracer = Tracer(blocking_threshold=BLOCKING_THRESHOLD, **options)
+    tracer = Tracer(blocking_threshold=make_app.blocking_threshold, **options)
     app.add_middleware(TraceMiddleware, tracer=tracer)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -147,8 +104,10 @@ def sinks() -> Iterator[list[JsonlSink]]:
 @pytest.mark.parametrize(
     "path", ["/wait", "/block", "/gather", "/boom", "/crash", "/items/7?token=abc&q=1"]
 )
-async def test_json_round_trip_keeps_the_dict_and_the_rendered_table(path: str) -> None:
-    [trace] = await run_requests(path)
+async def test_json_round_trip_keeps_the_dict_and_the_rendered_table(
+    path: str, make_app: Any
+) -> None:
+    [trace] = await run_requests(make_app, path)
     loaded = exporters.load_json(exporters.to_json(trace))
     assert loaded.to_dict() == trace.to_dict()
     assert rendered(loaded) == rendered(trace)
@@ -156,8 +115,8 @@ async def test_json_round_trip_keeps_the_dict_and_the_rendered_table(path: str) 
     assert pretty.to_dict() == trace.to_dict()
 
 
-async def test_exported_json_carries_what_the_schema_page_documents() -> None:
-    [trace] = await run_requests("/items/7?token=abc&q=1")
+async def test_exported_json_carries_what_the_schema_page_documents(make_app: Any) -> None:
+    [trace] = await run_requests(make_app, "/items/7?token=abc&q=1")
     data = json.loads(exporters.to_json(trace))
     assert next(iter(data)) == "schema_version"
     assert data["schema_version"] == 1
@@ -205,8 +164,10 @@ def test_load_json_rejects_events_with_broken_fields() -> None:
 # -- JSON lines ---------------------------------------------------------------------------
 
 
-async def test_write_jsonl_then_read_jsonl_gives_the_same_traces(tmp_path: Path) -> None:
-    traces = await run_requests("/wait", "/gather", "/crash")
+async def test_write_jsonl_then_read_jsonl_gives_the_same_traces(
+    tmp_path: Path, make_app: Any
+) -> None:
+    traces = await run_requests(make_app, "/wait", "/gather", "/crash")
     path = tmp_path / "traces.jsonl"
     assert exporters.write_jsonl(traces, path) == 3
     assert mode_of(path) == 0o600
@@ -303,10 +264,10 @@ def test_read_jsonl_merges_files_by_start_time_without_duplicates(tmp_path: Path
 # -- JsonlSink ----------------------------------------------------------------------------
 
 
-async def test_sink_as_on_trace_writes_every_trace(tmp_path: Path) -> None:
+async def test_sink_as_on_trace_writes_every_trace(tmp_path: Path, make_app: Any) -> None:
     path = tmp_path / "sink.jsonl"
     with JsonlSink(path) as sink:
-        traces = await run_requests("/wait", "/gather", "/block", on_trace=sink)
+        traces = await run_requests(make_app, "/wait", "/gather", "/block", on_trace=sink)
     assert sink.closed
     assert (sink.written, sink.dropped) == (3, 0)
     assert mode_of(path) == 0o600

@@ -10,8 +10,7 @@ import os
 import re
 import stat
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -103,24 +102,7 @@ def page_data(doc: Node) -> dict[str, Any]:
 # -- traces ---------------------------------------------------------------------------------
 
 
-def make_app() -> FastAPI:
-    app = FastAPI()
-
-    @app.get("/wait")
-    async def wait_endpoint() -> dict[str, str]:
-        await asyncio.sleep(0.01)
-        return {"message": "Done waiting"}
-
-    @app.get("/block")
-    async def block_endpoint() -> dict[str, str]:
-        time.sleep(0.12)
-        return {"message": "Done blocking"}
-
-    return app
-
-
-async def _serve() -> dict[str, Any]:
-    app = make_app()
+async def _serve(app: FastAPI) -> dict[str, Any]:
     # A threshold well above a busy machine's slowest ordinary step; the first (untraced)
     # request builds FastAPI's middleware stack, which can take tens of milliseconds.
     tracer = Tracer(blocking_threshold=0.06, exclude_paths=["/warm-up"])
@@ -143,8 +125,8 @@ async def _serve() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def real() -> dict[str, Any]:
-    return asyncio.run(_serve())
+def real(reference_app: Callable[[], FastAPI]) -> dict[str, Any]:
+    return asyncio.run(_serve(reference_app()))
 
 
 def _event(seq: int, t_us: int, kind: str, task: int = 1, **fields: Any) -> dict[str, Any]:

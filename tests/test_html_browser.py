@@ -13,7 +13,7 @@ import os
 import shutil
 import struct
 import subprocess
-import time
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -117,24 +117,7 @@ class Dom:
         return [e for e in self.elements if e.tag == tag and cls in e.classes]
 
 
-def make_app() -> FastAPI:
-    app = FastAPI()
-
-    @app.get("/wait")
-    async def wait_endpoint() -> dict[str, str]:
-        await asyncio.sleep(0.01)
-        return {"message": "Done waiting"}
-
-    @app.get("/block")
-    async def block_endpoint() -> dict[str, str]:
-        time.sleep(0.12)
-        return {"message": "Done blocking"}
-
-    return app
-
-
-async def _serve() -> list[Trace]:
-    app = make_app()
+async def _serve(app: FastAPI) -> list[Trace]:
     # Well above a busy machine's slowest ordinary step; the untraced warm-up request
     # builds FastAPI's middleware stack, which can take tens of milliseconds.
     tracer = Tracer(blocking_threshold=0.06, exclude_paths=["/warm-up"])
@@ -148,9 +131,9 @@ async def _serve() -> list[Trace]:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def report(tmp_path_factory: pytest.TempPathFactory, reference_app: Callable[[], FastAPI]) -> Path:
     path = tmp_path_factory.mktemp("report") / "report.html"
-    write_html(asyncio.run(_serve()), path)
+    write_html(asyncio.run(_serve(reference_app())), path)
     return path
 
 

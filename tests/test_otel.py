@@ -6,7 +6,6 @@ import asyncio
 import gzip
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 pytest.importorskip("opentelemetry.sdk")
 pytest.importorskip("opentelemetry.instrumentation.asgi")
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
@@ -27,9 +26,6 @@ from opentelemetry.trace import SpanKind, StatusCode
 from asgitrace import Trace, TraceMiddleware, Tracer, otel
 from asgitrace.otel import OTelExporter, instrument_otel
 
-DELAY = 0.03
-SLOW = 0.03
-BLOCKING_THRESHOLD = 0.02
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
@@ -56,54 +52,19 @@ def settled(exporter: OTelExporter, made: list[OTelExporter]) -> OTelExporter:
     return exporter
 
 
-def make_app() -> FastAPI:
-    app = FastAPI()
+@pytest.fixture
+def exporter(
+    memory: tuple[TracerProvider, InMemorySpanExporter], made: list[OTelExporter]
+) -> OTelExporter:
+    """A background exporter to `memory`'s provider, closed after the test."""
+    provider, _ = memory
+    return settled(OTelExporter(provider), made)
 
-    async def child(n: int) -> int:
-        await asyncio.sleep(0.001 * n)
-        if n == 3:
-            raise KeyError(n)
-        return n
 
-    @app.get("/items/{item_id}")
-    async def item(item_id: int) -> dict[str, int]:
-        await asyncio.sleep(DELAY)
-        return {"item_id": item_id}
-
-    @app.get("/block")
-    async def block_endpoint() -> dict[str, str]:
-        time.sleep(SLOW)
-        return {"message": "Done waiting"}
-
-    @app.get("/gather")
-    async def gather_endpoint() -> list[int]:
-        return list(await asyncio.gather(child(1), child(2)))
-
-    @app.get("/child-fails")
-    async def child_fails() -> str:
-        task = asyncio.create_task(child(3))
-        await asyncio.wait([task])
-        return type(task.exception()).__name__
-
-    @app.get("/yield")
-    async def yielder() -> int:
-        await asyncio.sleep(0)
-        await asyncio.sleep(0.02)
-        return 1
-
-    @app.get("/boom")
-    async def boom() -> None:
-        raise HTTPException(status_code=500, detail="no")
-
-    @app.get("/missing")
-    async def missing() -> None:
-        raise HTTPException(status_code=404, detail="no")
-
-    @app.get("/crash")
-    async def crash() -> None:
-        raise RuntimeError("crash")
-
-    return app
+@pytest.fixture
+def app(make_app: Any) -> FastAPI:
+    """A fresh app whose ``/items/{item_id}`` waits (one wait span a request)."""
+    return make_app(slow_items=True)
 
 
 async def get(app: Any, *paths: str, headers: dict[str, str] | None = None) -> None:
@@ -114,14 +75,18 @@ async def get(app: Any, *paths: str, headers: dict[str, str] | None = None) -> N
 
 
 async def traced(
-    provider: TracerProvider, *paths: str, headers: dict[str, str] | None = None, **options: Any
+    make_app: Any,
+    provider: TracerProvider,
+    *paths: str,
+    headers: dict[str, str] | None = None,
+    **options: Any,
 ) -> tuple[Tracer, OTelExporter]:
     """Serve *paths* through a traced app exporting to *provider*; return once the spans
     are made (the exporter is closed)."""
     exporter = OTelExporter(provider, **options)
     try:
-        tracer = Tracer(blocking_threshold=BLOCKING_THRESHOLD, on_trace=exporter)
-        app = make_app()
+        tracer = Tracer(blocking_threshold=make_app.blocking_threshold, on_trace=exporter)
+        app = make_app(slow_items=True)
         app.add_middleware(TraceMiddleware, tracer=tracer)
         await get(app, *paths, headers=headers)
     finally:
@@ -156,10 +121,10 @@ def epoch_ns(trace: Trace, t_ns: int) -> int:
 
 
 async def test_request_span_with_http_attributes_events_and_wait_child(
-    memory: tuple[TracerProvider, InMemorySpanExporter],
+    memory: tuple[TracerProvider, InMemorySpanExporter], make_app: Any
 ) -> None:
     provider, spans = memory
-    tracer, _ = await traced(provider, "/items/7?token=abc&q=1")
+    tracer, _ = await traced(make_app, provider, "/items/7?token=abc&q=1")
     trace = tracer.traces[0]
     named = by_name(spans.get_finished_spans())
     [root] = named["GET /items/{item_id}"]
@@ -196,7 +161,7 @@ async def test_request_span_with_http_attributes_events_and_wait_child(
     wait_attributes = attrs(wait)
     [awaiting] = trace.awaits()
     assert wait_attributes["code.function"] == awaiting.get("function")
-    assert wait_attributes["code.filepath"] == __file__
+    assert wait_attributes["code.filepath"] == make_app.source
     assert wait_attributes["code.lineno"] == awaiting.get("line")
     assert wait_attributes["asgitrace.code"] == "await asyncio.sleep(DELAY)"
     assert wait_attributes["asgitrace.target"] == "asyncio.sleep(DELAY)"
@@ -218,10 +183,10 @@ async def test_request_span_with_http_attributes_events_and_wait_child(
 
 
 async def test_blocking_step_is_a_child_span_named_after_the_line(
-    memory: tuple[TracerProvider, InMemorySpanExporter],
+    memory: tuple[TracerProvider, InMemorySpanExporter], make_app: Any
 ) -> None:
     provider, spans = memory
-    tracer, _ = await traced(provider, "/block")
+    tracer, _ = await traced(make_app, provider, "/block")
     trace = tracer.traces[0]
     # The longest blocked step is the sleep (a loaded machine may add short ones); its line
     # comes from one stack sample, named as the trace recorded it.
@@ -239,16 +204,16 @@ async def test_blocking_step_is_a_child_span_named_after_the_line(
     attributes = attrs(blocked)
     assert attributes.get("code.lineno") == event.get("line")
     assert attributes.get("code.function") == event.get("function")
-    assert attributes["asgitrace.duration_ns"] >= SLOW * 1e9
+    assert attributes["asgitrace.duration_ns"] >= make_app.slow * 1e9
     assert isinstance(attributes["asgitrace.stack"], tuple)
     assert attrs(root)["asgitrace.blocked"] == len(trace.blocking())
 
 
 async def test_child_tasks_are_spans_holding_their_own_waits(
-    memory: tuple[TracerProvider, InMemorySpanExporter],
+    memory: tuple[TracerProvider, InMemorySpanExporter], make_app: Any
 ) -> None:
     provider, spans = memory
-    await traced(provider, "/gather", "/child-fails")
+    await traced(make_app, provider, "/gather", "/child-fails")
     named = by_name(spans.get_finished_spans())
     [gather_root] = named["GET /gather"]
     tasks = [s for s in named["task make_app.<locals>.child"] if s.parent is not None]
@@ -267,10 +232,10 @@ async def test_child_tasks_are_spans_holding_their_own_waits(
 
 
 async def test_a_traceparent_header_joins_the_callers_trace(
-    memory: tuple[TracerProvider, InMemorySpanExporter],
+    memory: tuple[TracerProvider, InMemorySpanExporter], make_app: Any
 ) -> None:
     provider, spans = memory
-    await traced(provider, "/items/1", headers={"traceparent": TRACEPARENT})
+    await traced(make_app, provider, "/items/1", headers={"traceparent": TRACEPARENT})
     [root] = by_name(spans.get_finished_spans())["GET /items/{item_id}"]
     assert root.kind is SpanKind.SERVER
     assert f"{root.context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
@@ -291,19 +256,20 @@ async def test_errors_follow_the_http_conventions(
     path: str,
     status_code: StatusCode,
     error_type: str | None,
+    make_app: Any,
 ) -> None:
     provider, spans = memory
-    await traced(provider, path)
+    await traced(make_app, provider, path)
     [root] = by_name(spans.get_finished_spans())[f"GET {path}"]
     assert root.status.status_code is status_code
     assert attrs(root).get("error.type") == error_type
 
 
 async def test_short_waits_can_be_left_out(
-    memory: tuple[TracerProvider, InMemorySpanExporter],
+    memory: tuple[TracerProvider, InMemorySpanExporter], make_app: Any
 ) -> None:
     provider, spans = memory
-    await traced(provider, "/yield", min_wait=0.015)
+    await traced(make_app, provider, "/yield", min_wait=0.015)
     named = by_name(spans.get_finished_spans())
     assert "await asyncio.sleep(0.02)" in named
     assert "await asyncio.sleep(0) (cooperative yield)" not in named
@@ -500,60 +466,56 @@ def assert_attached(spans: InMemorySpanExporter) -> None:
     assert "http.route" in attrs(ours)
 
 
+async def serve_and_flush(
+    app: Any, exporter: OTelExporter, *paths: str, headers: dict[str, str] | None = None
+) -> None:
+    """Serve *paths*, then wait until *exporter* has made their spans."""
+    await get(app, *paths, headers=headers)
+    assert exporter.flush(10)
+
+
 async def test_inside_otels_middleware_the_request_span_attaches_by_itself(
-    memory: tuple[TracerProvider, InMemorySpanExporter],
-    made: list[OTelExporter],
+    memory: tuple[TracerProvider, InMemorySpanExporter], exporter: OTelExporter, app: FastAPI
 ) -> None:
     provider, spans = memory
-    exporter = settled(OTelExporter(provider), made)
-    app = make_app()
     app.add_middleware(TraceMiddleware, tracer=Tracer(on_trace=exporter))
     app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider)
-    await get(app, "/items/1", headers={"traceparent": TRACEPARENT})
-    assert exporter.flush(10)
+    await serve_and_flush(app, exporter, "/items/1", headers={"traceparent": TRACEPARENT})
     assert_attached(spans)
     [server] = server_spans(spans)
     assert f"{server.context.trace_id:032x}" == TRACEPARENT.split("-")[1]
 
 
 async def test_outside_otels_middleware_wrap_attaches_the_request_span(
-    memory: tuple[TracerProvider, InMemorySpanExporter],
-    made: list[OTelExporter],
+    memory: tuple[TracerProvider, InMemorySpanExporter], exporter: OTelExporter, app: FastAPI
 ) -> None:
     provider, spans = memory
-    exporter = settled(OTelExporter(provider), made)
-    app = make_app()
     app.add_middleware(exporter.wrap)
     app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider)
     app.add_middleware(TraceMiddleware, tracer=Tracer(on_trace=exporter))
-    await get(app, "/items/1")
-    assert exporter.flush(10)
+    await serve_and_flush(app, exporter, "/items/1")
     assert_attached(spans)
     assert repr(exporter) == "<OTelExporter pending=0 exported=1 dropped=0>"
 
 
 async def test_outside_otels_middleware_without_wrap_there_are_two_roots(
-    memory: tuple[TracerProvider, InMemorySpanExporter],
-    made: list[OTelExporter],
+    memory: tuple[TracerProvider, InMemorySpanExporter], exporter: OTelExporter, app: FastAPI
 ) -> None:
     """Why `wrap` exists: the trace finishes after OpenTelemetry's span has ended."""
     provider, spans = memory
-    exporter = settled(OTelExporter(provider), made)
-    app = make_app()
     app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider)
     app.add_middleware(TraceMiddleware, tracer=Tracer(on_trace=exporter))
-    await get(app, "/items/1")
-    assert exporter.flush(10)
+    await serve_and_flush(app, exporter, "/items/1")
     assert len(server_spans(spans)) == 2
 
 
 async def test_instrument_otel_builds_the_stack_in_the_right_order(
-    memory: tuple[TracerProvider, InMemorySpanExporter],
+    memory: tuple[TracerProvider, InMemorySpanExporter], app: FastAPI
 ) -> None:
     provider, spans = memory
     tracer = Tracer()
-    app = instrument_otel(make_app(), tracer, tracer_provider=provider)
-    await get(app, "/items/1", "/items/2")
+    instrumented = instrument_otel(app, tracer, tracer_provider=provider)
+    await get(instrumented, "/items/1", "/items/2")
     [exporter] = tracer._callbacks  # the one instrument_otel made
     assert isinstance(exporter, OTelExporter)
     exporter.close()
@@ -564,27 +526,24 @@ async def test_instrument_otel_builds_the_stack_in_the_right_order(
 
 
 async def test_instrument_otel_makes_a_tracer_when_none_is_given(
-    memory: tuple[TracerProvider, InMemorySpanExporter],
-    made: list[OTelExporter],
+    memory: tuple[TracerProvider, InMemorySpanExporter], exporter: OTelExporter, app: FastAPI
 ) -> None:
     provider, spans = memory
-    exporter = settled(OTelExporter(provider), made)
-    app = instrument_otel(make_app(), exporter=exporter, tracer_provider=provider)
-    await get(app, "/items/1")
-    assert exporter.flush(10)
+    instrumented = instrument_otel(app, exporter=exporter, tracer_provider=provider)
+    await serve_and_flush(instrumented, exporter, "/items/1")
     assert_attached(spans)
 
 
 async def test_wrap_remembers_a_bounded_number_of_parents(
     memory: tuple[TracerProvider, InMemorySpanExporter],
     made: list[OTelExporter],
+    app: FastAPI,
 ) -> None:
     """Inside asgitrace's middleware, `wrap` relies on the trace to collect its entry;
     traces that are not kept (slow-only retention) leave entries behind, up to a bound."""
     provider, _ = memory
     exporter = settled(OTelExporter(provider, max_pending=2), made)
     tracer = Tracer(on_trace=exporter, slow_threshold=60)
-    app = make_app()
     app.add_middleware(exporter.wrap)
     app.add_middleware(TraceMiddleware, tracer=tracer)
     app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider)
@@ -595,11 +554,8 @@ async def test_wrap_remembers_a_bounded_number_of_parents(
 
 
 async def test_wrap_passes_other_scopes_and_spanless_requests_through(
-    memory: tuple[TracerProvider, InMemorySpanExporter],
-    made: list[OTelExporter],
+    exporter: OTelExporter,
 ) -> None:
-    provider, _ = memory
-    exporter = settled(OTelExporter(provider), made)
     calls: list[str] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -623,16 +579,15 @@ async def test_wrap_fails_open(
     memory: tuple[TracerProvider, InMemorySpanExporter],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
-    made: list[OTelExporter],
+    exporter: OTelExporter,
+    app: FastAPI,
 ) -> None:
     provider, spans = memory
-    exporter = settled(OTelExporter(provider), made)
 
     def broken(scope: Any) -> None:
         raise RuntimeError("bug")
 
     monkeypatch.setattr(OTelExporter, "_remember", lambda self, scope: broken(scope))
-    app = make_app()
     app.add_middleware(exporter.wrap)
     app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider)
     with caplog.at_level(logging.ERROR, logger="asgitrace"):
@@ -677,7 +632,7 @@ class _Receiver(BaseHTTPRequestHandler):
         pass
 
 
-async def test_spans_reach_an_otlp_http_receiver() -> None:
+async def test_spans_reach_an_otlp_http_receiver(make_app: Any) -> None:
     pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
     trace_service = pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -691,7 +646,7 @@ async def test_spans_reach_an_otlp_http_receiver() -> None:
         port = server.server_address[1]
         otlp = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{port}/v1/traces", timeout=10)
         provider.add_span_processor(BatchSpanProcessor(otlp))
-        tracer, _ = await traced(provider, "/items/7?q=1", "/block")
+        tracer, _ = await traced(make_app, provider, "/items/7?q=1", "/block")
         assert provider.force_flush(10_000)
     finally:
         provider.shutdown()

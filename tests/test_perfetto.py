@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import stat
-import time
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,14 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, HTTPException
 
 from asgitrace import Trace, TraceMiddleware, Tracer
 from asgitrace.exporters import to_perfetto, write_perfetto
-
-DELAY = 0.03
-SLOW = 0.03
-BLOCKING_THRESHOLD = 0.02
 
 REQUIRED = {
     "M": {"name", "pid", "tid", "args"},
@@ -99,41 +93,9 @@ def of_phase(events: list[dict[str, Any]], phase: str, **match: Any) -> list[dic
     return [e for e in events if e["ph"] == phase and all(e.get(k) == v for k, v in match.items())]
 
 
-def make_app() -> FastAPI:
-    app = FastAPI()
-
-    async def child(n: int) -> int:
-        await asyncio.sleep(0.001 * n)
-        return n
-
-    @app.get("/wait")
-    async def wait_endpoint() -> dict[str, str]:
-        await asyncio.sleep(DELAY)
-        return {"message": "Done waiting"}
-
-    @app.get("/block")
-    async def block_endpoint() -> dict[str, str]:
-        time.sleep(SLOW)
-        return {"message": "Done waiting"}
-
-    @app.get("/gather")
-    async def gather_endpoint() -> list[int]:
-        return list(await asyncio.gather(child(1), child(2)))
-
-    @app.get("/boom")
-    async def boom() -> None:
-        raise HTTPException(status_code=500, detail="no")
-
-    @app.get("/crash")
-    async def crash() -> None:
-        raise RuntimeError("crash")
-
-    return app
-
-
-async def traces_of(*paths: str, concurrent: bool = False) -> list[Trace]:
+async def traces_of(make_app: Any, *paths: str, concurrent: bool = False) -> list[Trace]:
     app = make_app()
-    tracer = Tracer(blocking_threshold=BLOCKING_THRESHOLD)
+    tracer = Tracer(blocking_threshold=make_app.blocking_threshold)
     app.add_middleware(TraceMiddleware, tracer=tracer)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -145,14 +107,14 @@ async def traces_of(*paths: str, concurrent: bool = False) -> list[Trace]:
     return sorted(tracer.traces, key=lambda t: t.start_ns)
 
 
-async def test_a_30_ms_sleep_is_a_30000_us_wait_slice() -> None:
-    [trace] = await traces_of("/wait")
+async def test_a_30_ms_sleep_is_a_30000_us_wait_slice(make_app: Any) -> None:
+    [trace] = await traces_of(make_app, "/wait")
     events = check_chrome_trace(to_perfetto(trace))
     [wait] = of_phase(events, "X", cat="wait")
     assert wait["name"] == "await asyncio.sleep(DELAY)"
     [resumed] = trace.of_kind("resumed")
     assert ns(wait["dur"]) == resumed.get("waited_ns")
-    assert DELAY * 1e6 - 2000 <= wait["dur"] < DELAY * 1e6 + 500_000
+    assert make_app.delay * 1e6 - 2000 <= wait["dur"] < make_app.delay * 1e6 + 500_000
     assert wait["args"]["code"] == "await asyncio.sleep(DELAY)"
     assert wait["args"]["waited_ns"] == resumed.get("waited_ns")
     [request] = of_phase(events, "X", cat="request")
@@ -173,8 +135,8 @@ async def test_a_30_ms_sleep_is_a_30000_us_wait_slice() -> None:
     assert instants[-1] == "completed"
 
 
-async def test_a_blocking_step_is_a_slice_inside_its_running_step() -> None:
-    [trace] = await traces_of("/block")
+async def test_a_blocking_step_is_a_slice_inside_its_running_step(make_app: Any) -> None:
+    [trace] = await traces_of(make_app, "/block")
     events = check_chrome_trace(to_perfetto([trace]))
     # The longest blocked step is the sleep (a loaded machine may add short ones). Its line
     # comes from one stack sample; on a loaded machine that sample may miss the sleep, so
@@ -185,7 +147,7 @@ async def test_a_blocking_step_is_a_slice_inside_its_running_step() -> None:
     ]
     what = event.get("code") or event.get("function") or "a step"
     assert blocked["name"] == f"blocked: {what}"
-    assert blocked["dur"] >= SLOW * 1e6
+    assert blocked["dur"] >= make_app.slow * 1e6
     assert blocked["args"].get("line") == event.get("line")
     enclosing = [
         s
@@ -195,8 +157,8 @@ async def test_a_blocking_step_is_a_slice_inside_its_running_step() -> None:
     assert len(enclosing) == 1
 
 
-async def test_child_tasks_get_their_own_tracks_and_flow_arrows() -> None:
-    [trace] = await traces_of("/gather")
+async def test_child_tasks_get_their_own_tracks_and_flow_arrows(make_app: Any) -> None:
+    [trace] = await traces_of(make_app, "/gather")
     events = check_chrome_trace(to_perfetto([trace]))
     request_tid = trace.task.id
     children = {e.task.id for e in trace.of_kind("spawned")}
@@ -219,8 +181,8 @@ async def test_child_tasks_get_their_own_tracks_and_flow_arrows() -> None:
     assert {e["name"] for e in child_waits} == {"await asyncio.sleep(0.001 * n)"}
 
 
-async def test_concurrent_requests_are_processes_on_one_time_axis() -> None:
-    traces = await traces_of("/wait", "/wait", "/block", concurrent=True)
+async def test_concurrent_requests_are_processes_on_one_time_axis(make_app: Any) -> None:
+    traces = await traces_of(make_app, "/wait", "/wait", "/block", concurrent=True)
     events = check_chrome_trace(to_perfetto(traces))
     names = {e["pid"]: e["args"]["name"] for e in of_phase(events, "M", name="process_name")}
     assert sorted(names.values()) == ["GET /block (200)", "GET /wait (200)", "GET /wait (200)"]
@@ -231,8 +193,8 @@ async def test_concurrent_requests_are_processes_on_one_time_axis() -> None:
     assert ns(second["ts"]) - ns(first["ts"]) == traces[1].start_ns - traces[0].start_ns
 
 
-async def test_failed_and_server_error_requests_are_labelled() -> None:
-    traces = await traces_of("/boom", "/crash")
+async def test_failed_and_server_error_requests_are_labelled(make_app: Any) -> None:
+    traces = await traces_of(make_app, "/boom", "/crash")
     events = check_chrome_trace(to_perfetto(traces))
     names = [e["args"]["name"] for e in of_phase(events, "M", name="process_name")]
     # The crash reaches asgitrace before Starlette's error middleware answers 500.
@@ -386,8 +348,8 @@ def test_nothing_to_export_gives_an_empty_trace() -> None:
     assert data["displayTimeUnit"] == "ms"
 
 
-async def test_write_perfetto_writes_a_private_json_file(tmp_path: Path) -> None:
-    traces = await traces_of("/gather", "/wait")
+async def test_write_perfetto_writes_a_private_json_file(tmp_path: Path, make_app: Any) -> None:
+    traces = await traces_of(make_app, "/gather", "/wait")
     path = tmp_path / "trace.json"
     write_perfetto(traces, path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
+import inspect
 import itertools
 import os
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -95,22 +94,6 @@ def reference() -> Trace:
 # --- A real app -----------------------------------------------------------------------------------
 
 
-def reference_app() -> FastAPI:
-    app = FastAPI()
-
-    @app.get("/wait")
-    async def wait_endpoint() -> dict[str, str]:
-        await asyncio.sleep(0.01)
-        return {"message": "Done waiting"}
-
-    @app.get("/block")
-    async def block_endpoint() -> dict[str, str]:
-        time.sleep(0.1)
-        return {"message": "Done waiting"}
-
-    return app
-
-
 async def get(app: FastAPI, tracer: Tracer, *paths: str) -> list[Trace]:
     traced = instrument(app, tracer)
     with capture_traces(tracer) as traces:
@@ -122,7 +105,9 @@ async def get(app: FastAPI, tracer: Tracer, *paths: str) -> list[Trace]:
     return traces
 
 
-async def test_reference_endpoint_order_and_awaits_pass() -> None:
+async def test_reference_endpoint_order_and_awaits_pass(
+    reference_app: Callable[[], FastAPI],
+) -> None:
     [trace] = await get(reference_app(), Tracer(), "/wait")
 
     assert_order(trace, "received", "awaiting", "yielded", "resumed", "sent")
@@ -132,7 +117,9 @@ async def test_reference_endpoint_order_and_awaits_pass() -> None:
     assert_no_blocking(trace, threshold=0.05)
 
 
-async def test_blocking_endpoint_fails_naming_the_culprit_line() -> None:
+async def test_blocking_endpoint_fails_naming_the_culprit_line(
+    reference_app: Callable[[], FastAPI],
+) -> None:
     [trace] = await get(reference_app(), Tracer(blocking_threshold=0.05), "/block")
 
     with pytest.raises(BlockingError) as raised:
@@ -144,26 +131,29 @@ async def test_blocking_endpoint_fails_naming_the_culprit_line() -> None:
     assert first.endswith(" ms, longer than the 50 ms allowed")
     assert blank == ""
     assert culprit.startswith("  GET /block → 200: ")
-    assert culprit.endswith(f" at {HERE}:{_line_of('time.sleep(0.1)')} in block_endpoint")
-    assert code == "      time.sleep(0.1)"
+    assert culprit.endswith(f" at {_where(reference_app, 'time.sleep(0.12)')} in block_endpoint")
+    assert code == "      time.sleep(0.12)"
     assert testing._FIX_BLOCKING in message
     assert message.endswith(render_text(trace).rstrip("\n"))
     with pytest.raises(TraceOrderError, match="no match for step 2: awaiting"):
         assert_order(trace, "received", "awaiting", "yielded", "resumed", "sent")
 
 
-def _line_of(text: str) -> int:
-    with open(__file__, encoding="utf-8") as source:
-        for number, line in enumerate(source, 1):
-            if text in line and "_line_of" not in line:
-                return number
+def _where(function: Callable[..., Any], text: str) -> str:
+    """The line of *function*'s source holding *text*, as `file:line` (messages name it so)."""
+    lines, first = inspect.getsourcelines(function)
+    for number, line in enumerate(lines, first):
+        if text in line:
+            return f"{os.path.relpath(inspect.getsourcefile(function) or '?')}:{number}"
     raise AssertionError(text)  # pragma: no cover
 
 
 # --- capture_traces and render_text ---------------------------------------------------------------
 
 
-async def test_capture_traces_collects_only_the_block_and_stops_on_error() -> None:
+async def test_capture_traces_collects_only_the_block_and_stops_on_error(
+    reference_app: Callable[[], FastAPI],
+) -> None:
     app, tracer = reference_app(), Tracer()
     await get(app, tracer, "/wait")
 
@@ -493,7 +483,9 @@ def test_no_blocking_without_threshold_fails_on_any_blocked_event() -> None:
     assert isinstance(raised.value, AsgiTraceError)
 
 
-async def test_no_blocking_reads_the_traces_of_a_tracer() -> None:
+async def test_no_blocking_reads_the_traces_of_a_tracer(
+    reference_app: Callable[[], FastAPI],
+) -> None:
     tracer = Tracer(blocking_threshold=0.05)
     await get(reference_app(), tracer, "/wait", "/block")
 
