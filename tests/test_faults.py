@@ -309,7 +309,7 @@ def raising_redactor(*methods: str) -> Redactor:
     return redactor
 
 
-REDACTOR_METHODS = ["raw_headers_of", "headers_of", "query_of", "is_secret", "value_of"]
+REDACTOR_METHODS = ["raw_headers_of", "headers_of", "query_of", "is_secret", "value_of", "repr_of"]
 
 
 @pytest.mark.parametrize(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import random
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 
 from asgitrace import Redactor
 from asgitrace._redact import DEFAULT_SECRET_HEADERS, REDACTED
+from asgitrace._safe import safe_repr
 
 
 @pytest.mark.parametrize("name", sorted(DEFAULT_SECRET_HEADERS))
@@ -241,6 +244,128 @@ def test_secret_values_deeper_than_the_limit_are_not_returned() -> None:
     value = {"a": {"b": {"c": {"d": {"password": "SECRET"}}}}}
 
     assert "SECRET" not in repr(Redactor().value_of(value))
+
+
+# --- repr_of: the text stored for a value (value_of, then safe_repr, in one pass) ------------
+
+
+@dataclasses.dataclass
+class _Login:
+    name: str
+    password: str
+    roles: list[str]
+
+
+class _Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr for you")
+
+
+class _Email(str):
+    pass
+
+
+def _atom(rnd: random.Random) -> Any:
+    return rnd.choice(
+        [None, True, 0, -7, 10**60, 3.5, float("nan"), "x", "password", "a" * 300, "é\n'\"",
+         b"raw", b"b" * 300, "…", _Email("a@b.c")]
+    )  # fmt: skip
+
+
+def _value(rnd: random.Random, depth: int = 0) -> Any:
+    pick = rnd.random()
+    if depth > 4 or pick < 0.35:
+        return _atom(rnd)
+    size = rnd.choice([0, 1, 2, 8, 9, 50, 51, 60] if depth < 2 else [0, 1, 2, 9])
+    if pick < 0.55:
+        keys = ["a", "b", "token", "Z", 1, 2.5, None, b"k", (1, 2), "…", True, frozenset()]
+        return {rnd.choice(keys): _value(rnd, depth + 1) for _ in range(size)}
+    if pick < 0.7:
+        return [_value(rnd, depth + 1) for _ in range(size)]
+    if pick < 0.8:
+        return tuple(_value(rnd, depth + 1) for _ in range(min(size, 9)))
+    if pick < 0.85:
+        return set(rnd.sample(range(100), min(size, 12)))
+    if pick < 0.92:
+        return _Login("ann", "hunter2", [_value(rnd, depth + 1)])
+    return rnd.choice([_Unprintable(), object(), frozenset({1, 2}), range(3)])
+
+
+def test_repr_of_is_the_bounded_repr_of_the_redacted_copy() -> None:
+    # The one-pass text must equal what the two passes give, for every shape of value:
+    # cut containers, unsortable keys, deep nesting, long strings and ints, objects.
+    redactor = Redactor()
+    rnd = random.Random(8)
+    for _ in range(3000):
+        value = _value(rnd)
+        assert redactor.repr_of(value) == safe_repr(redactor.value_of(value)), value
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ({"user": "ann", "password": "hunter2"}, "{'password': '[redacted]', 'user': 'ann'}"),
+        (_Login("ann", "pw", []), "_Login(name='ann', password='[redacted]', roles=[])"),
+        ([[[["deep"]]]], "[[[[...]]]]"),
+        ((1,), "(1,)"),
+        ({f"k{i}": i for i in range(60)}, "{'k0': 0, 'k1': 1, 'k10': 10, 'k11': 11, "
+         "'k12': 12, 'k13': 13, 'k14': 14, 'k15': 15, ...}"),
+        ({f"一{i:02}": i for i in range(60)}, "{'…': '10 more', '一00': 0, '一01': 1, "
+         "'一02': 2, '一03': 3, '一04': 4, '一05': 5, '一06': 6, ...}"),
+    ],
+)  # fmt: skip
+def test_repr_of_redacts_and_bounds(value: Any, text: str) -> None:
+    assert Redactor().repr_of(value) == text
+
+
+def test_repr_of_names_a_value_whose_repr_raises() -> None:
+    class Grumpy(int):
+        def __repr__(self) -> str:
+            raise RuntimeError("no")
+
+    assert Redactor().repr_of([Grumpy(1)]).startswith("[<Grumpy instance at 0x")
+
+
+def test_repr_of_cuts_to_the_limit() -> None:
+    text = Redactor().repr_of(["x" * 150, "y" * 150])
+
+    assert len(text) == 200
+    assert text.endswith("…")
+
+
+def test_repr_of_uses_a_subclass_s_own_copy() -> None:
+    class Shouting(Redactor):
+        def value_of(self, value: Any, depth: int = 0) -> Any:
+            return str(value).upper()
+
+    assert Shouting().repr_of({"a": "b"}) == "\"{'A': 'B'}\""
+
+
+def test_repr_of_reads_other_mappings_and_keeps_unsortable_keys_in_order() -> None:
+    class Odd(Mapping[str, Any]):
+        def __getitem__(self, key: str) -> Any:
+            return 1
+
+        def __len__(self) -> int:
+            return 1
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(["a"])
+
+    redactor = Redactor()
+    assert redactor.repr_of(Odd()) == "{'a': 1}"
+    assert redactor.repr_of({"b": 1, 2: 2, "a": 3}) == "{'b': 1, 2: 2, 'a': 3}"
+
+
+def test_repr_of_falls_back_to_the_copy_when_the_one_pass_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(self: Redactor, value: Any, depth: int) -> str:
+        raise RuntimeError("one pass exploded")
+
+    monkeypatch.setattr(Redactor, "_repr", broken)
+
+    assert Redactor().repr_of({"token": "t", "n": 1}) == "{'n': 1, 'token': '[redacted]'}"
 
 
 # --- Raw headers (the per-request path: bytes kept, decoded when a view asks) -------------------

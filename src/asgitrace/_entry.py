@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Final
 from ._context import CURRENT, thread_ref
 from ._events import EventKind, TaskRef
 from ._log import log_failure
-from ._safe import safe_repr
 from ._stepper import ref_of
 from ._trace import RESOLVERS, code_id, pairs_of
 
@@ -72,7 +71,7 @@ def _returned(code: CodeType, value: Any) -> None:  # pragma: before-3-12
     if rec is not None and rec.entered and not rec.returned:
         rec.returned = True
         function = getattr(code, "co_qualname", code.co_name)
-        text = safe_repr(rec.redactor.value_of(value))
+        text = rec.redactor.repr_of(value)
         watched = None
         if rec.watcher is not None:
             watched = pairs_of(rec.watcher([sys._getframe(2)]))  # the returning frame

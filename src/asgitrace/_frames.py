@@ -363,7 +363,6 @@ def snapshot(
 ) -> dict[str, str]:
     """Bounded, redacted reprs of the watched *names*, innermost app frame first."""
     from ._redact import REDACTED
-    from ._safe import safe_repr
 
     out: dict[str, str] = {}
     for frame in reversed(frames):
@@ -371,5 +370,5 @@ def snapshot(
         for name in names:
             if name not in out and name in local:
                 secret = redactor.is_secret(name)
-                out[name] = REDACTED if secret else safe_repr(redactor.value_of(local[name]))
+                out[name] = REDACTED if secret else redactor.repr_of(local[name])
     return out

@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, final
 from urllib.parse import parse_qsl, quote
+
+from ._safe import MAX_REPR, safe_repr
 
 __all__ = [
     "DEFAULT_SECRET_HEADERS",
@@ -222,6 +224,91 @@ class Redactor:
         pairs = ((n, state[n] if n in state else getattr(value, n, None)) for n in names)
         return Shape(cls.__qualname__, self._fields_of(pairs, len(names), depth))
 
+    def repr_of(self, value: Any, limit: int = MAX_REPR) -> str:
+        """``safe_repr(self.value_of(value), limit)``, built in one pass.
+
+        The same text, about five times as fast (this runs on the request's path for
+        endpoint return values and watched variables): no redacted copy is made first,
+        and only the items the bounded repr shows (8 per container, 3 levels) are
+        visited. A subclass that overrides `value_of` gets its own copy, as before.
+        """
+        if type(self).value_of is not Redactor.value_of:
+            return safe_repr(self.value_of(value), limit)
+        try:
+            text = self._repr(value, 0)
+        except Exception:  # what the bounded repr of the copy does with a failure
+            return safe_repr(self.value_of(value), limit)
+        return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+    def _repr(self, value: Any, depth: int) -> str:
+        # `reprlib`'s rules (as `safe_repr` configures them) applied to what `value_of`
+        # would make of *value* at *depth*: the level left is 3 - depth.
+        cls = type(value)
+        atom = _ATOM_REPRS.get(cls)
+        if atom is not None:
+            return atom(value)
+        if cls is dict:
+            return self._mapping_repr(value, depth)
+        if cls is list or cls is tuple:
+            return self._items_repr(value, depth)
+        if isinstance(value, _ATOMS) or value is None:
+            return _other_repr(value)
+        # (No depth check here: containers at the last level show as "[...]" without
+        # looking inside, so nothing deeper is ever reached.)
+        if isinstance(value, Mapping):
+            return self._mapping_repr(value, depth)
+        if isinstance(value, _ITEMS):
+            return self._items_repr(value, depth)
+        return _other_repr(self.value_of(value, depth))  # a Shape: rare, and exact
+
+    def _items_repr(self, value: Any, depth: int) -> str:
+        left, right = ("(", ")") if isinstance(value, tuple) else ("[", "]")
+        size = len(value)
+        if not size:
+            return left + right
+        if depth >= _MAX_DEPTH:
+            return left + _FILL + right
+        pieces = [self._repr(item, depth + 1) for item in itertools.islice(value, _SHOWN)]
+        if size > _SHOWN:
+            pieces.append(_FILL)
+        if size == 1 and right == ")":
+            right = ",)"
+        return left + ", ".join(pieces) + right
+
+    def _mapping_repr(self, value: Mapping[Any, Any], depth: int) -> str:
+        # Keys as `_fields_of` makes them (the first 50, non-atoms named by type, a
+        # "…" entry for the rest); values only for the 8 keys shown.
+        out: dict[Any, Any] = {}
+        size = len(value)
+        for index, (key, item) in enumerate(value.items()):
+            if index >= 50:
+                out["…"] = _More(f"{size - 50} more")
+                break
+            if type(key) not in _KEYS and not isinstance(key, _ATOM_KEYS) and key is not None:
+                key = _type_name(type(key))
+            out[key] = item
+        if not out:
+            return "{}"
+        if depth >= _MAX_DEPTH:
+            return "{" + _FILL + "}"
+        try:
+            keys = sorted(out)
+        except Exception:
+            keys = list(out)
+        pieces = []
+        for key in keys[:_SHOWN] if len(keys) > _SHOWN else keys:
+            item = out[key]
+            if type(item) is _More:
+                text = _str_repr(item.text)
+            elif isinstance(key, str) and self.is_secret(key):
+                text = _REDACTED_REPR
+            else:
+                text = self._repr(item, depth + 1)
+            pieces.append(f"{self._repr(key, depth + 1)}: {text}")
+        if len(out) > _SHOWN:
+            pieces.append(_FILL)
+        return "{" + ", ".join(pieces) + "}"
+
     def _fields_of(self, pairs: Iterable[tuple[Any, Any]], size: int, depth: int) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
         for index, (key, item) in enumerate(pairs):
@@ -246,6 +333,70 @@ class Redactor:
             f"{quote(k, safe='')}={REDACTED if self.is_secret(k) else quote(v, safe='')}"
             for k, v in pairs
         )
+
+
+# `safe_repr`'s reprlib settings, for `Redactor.repr_of`.
+_MAX_DEPTH: Final = 3  # reprlib's maxlevel: deeper containers show as "[...]"
+_SHOWN: Final = 8  # items shown per container
+_FILL: Final = "..."
+_MAX_STRING: Final = MAX_REPR
+_MAX_INT: Final = 40
+_ATOMS: Final = (str, bytes, int, float)
+_ATOM_KEYS: Final = (str, int, float, bytes, bool)
+_KEYS: Final = frozenset({str, int})
+_ITEMS: Final = (list, tuple, set, frozenset)
+
+
+@final
+class _More:
+    """The "… N more" entry of a long mapping (a marker, never a user value)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _cut_middle(text: str, size: int) -> str:
+    head = max(0, (size - 3) // 2)
+    tail = max(0, size - 3 - head)
+    return text[:head] + _FILL + text[len(text) - tail :]
+
+
+def _str_repr(value: str) -> str:
+    text = repr(value[:_MAX_STRING])
+    if len(text) <= _MAX_STRING:
+        return text
+    head = max(0, (_MAX_STRING - 3) // 2)
+    tail = max(0, _MAX_STRING - 3 - head)
+    return _cut_middle(repr(value[:head] + value[len(value) - tail :]), _MAX_STRING)
+
+
+def _int_repr(value: int) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_INT else _cut_middle(text, _MAX_INT)
+
+
+def _plain_repr(value: Any) -> str:
+    return repr(value)  # None, True, 1.5: short, and no user code
+
+
+def _other_repr(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__} instance at {id(value):#x}>"
+    return text if len(text) <= MAX_REPR else _cut_middle(text, MAX_REPR)
+
+
+_ATOM_REPRS: Final[dict[type, Callable[[Any], str]]] = {
+    str: _str_repr,
+    int: _int_repr,
+    float: _plain_repr,
+    bool: _plain_repr,
+    type(None): _plain_repr,
+}
+_REDACTED_REPR: Final = repr(REDACTED)
 
 
 def _malformed_name(item: Any) -> bytes:
