@@ -248,6 +248,8 @@ class Redactor:
         if atom is not None:
             return atom(value)
         if cls is dict:
+            if len(value) <= _SHOWN and depth < _MAX_DEPTH and _text_keys(value):
+                return self._small_dict_repr(value, depth)
             return self._mapping_repr(value, depth)
         if cls is list or cls is tuple:
             return self._items_repr(value, depth)
@@ -274,6 +276,23 @@ class Redactor:
         if size == 1 and right == ")":
             right = ",)"
         return left + ", ".join(pieces) + right
+
+    def _small_dict_repr(self, value: dict[str, Any], depth: int) -> str:
+        # The common case (a JSON-like result): up to 8 text keys, all shown, sorted.
+        if not value:
+            return "{}"
+        is_secret = self.is_secret
+        pieces = []
+        for key in sorted(value):
+            item = value[key]
+            if is_secret(key):
+                text = _REDACTED_REPR
+            elif type(item) is str:
+                text = _str_repr(item)
+            else:
+                text = self._repr(item, depth + 1)
+            pieces.append(f"{_str_repr(key)}: {text}")
+        return "{" + ", ".join(pieces) + "}"
 
     def _mapping_repr(self, value: Mapping[Any, Any], depth: int) -> str:
         # Keys as `_fields_of` makes them (the first 50, non-atoms named by type, a
@@ -355,6 +374,13 @@ class _More:
 
     def __init__(self, text: str) -> None:
         self.text = text
+
+
+def _text_keys(value: dict[Any, Any]) -> bool:
+    for key in value:  # noqa: SIM110 - a loop: all() over a generator costs more here
+        if type(key) is not str:
+            return False
+    return True
 
 
 def _cut_middle(text: str, size: int) -> str:
