@@ -157,6 +157,10 @@ class Redactor:
             try:
                 name, value = item
                 verdict = verdicts.get(name)
+                if verdict == _PLAIN and type(value) is bytes and len(value) <= MAX_VALUE:
+                    # The usual header, kept as it came (a server's pairs are tuples).
+                    out.append(item if type(item) is tuple else (name, value))
+                    continue
                 if verdict is None:
                     text = bytes(name).decode("latin-1")
                     verdict = _SECRET if self.is_secret(text) else _PLAIN
