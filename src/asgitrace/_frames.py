@@ -186,54 +186,73 @@ def walk(
         watch: Snapshot of watched variables, given the app frames (outermost first).
     """
     result = Walk()
-    app_frames: list[types.FrameType] | None = [] if watch is not None else None
+    app_objs: list[Any] | None = [] if watch is not None else None
+    app_obj: Any = None
     app_frame: types.FrameType | None = None
+    leaf_obj: Any = None
     leaf_frame: types.FrameType | None = None
     verdicts = is_app._cache
     obj = coro
     for _ in range(limit):
-        if type(obj) is _CoroutineType:  # the common case, inlined
-            frame = obj.cr_frame
+        frame: types.FrameType | None
+        if type(obj) is _CoroutineType:
+            # The common case, inlined, and without `cr_frame`: reading it makes
+            # CPython build a frame object for the coroutine (one allocation per level
+            # of a fresh request's chain). The code is enough to judge a level; frames
+            # are fetched below for the few levels whose line or locals are wanted.
+            frame = None
+            code = obj.cr_code
             nxt = obj.cr_await
+            if nxt is None and obj.cr_frame is None:  # a finished coroutine
+                result.leaf = obj
+                break
         else:
             frame, nxt = _next_in_chain(obj)
-        if frame is None:
-            result.leaf = obj
-            break
-        code = frame.f_code
+            if frame is None:
+                result.leaf = obj
+                break
+            code = frame.f_code
         if code is target:
             result.saw_target = True
         app = verdicts.get(id(code))
         if app is None:
             app = is_app(code)
         if app:
-            app_frame = frame
-            result.app_obj = obj
-            if app_frames is not None:
-                app_frames.append(frame)
+            app_obj, app_frame = obj, frame
+            if app_objs is not None:
+                app_objs.append((obj, frame))
         else:
-            leaf_frame = frame
+            leaf_obj, leaf_frame = obj, frame
             if code.co_name in _THREAD_NAMES and result.thread_func is None:
-                result.thread_func = frame.f_locals.get("func")
+                result.thread_func = _frame_of(obj, frame).f_locals.get("func")
         if nxt is None:
             result.leaf = obj
             break
         obj = nxt
-    if watch is not None and app_frames:
-        result.watched = watch(app_frames)
-    if app_frame is not None:
+    if watch is not None and app_objs:
+        result.watched = watch([_frame_of(o, f) for o, f in app_objs])
+    if app_obj is not None:
+        result.app_obj = app_obj
+        app_frame = _frame_of(app_obj, app_frame)
         result.app_code = app_frame.f_code
         result.app_line = app_frame.f_lineno
-    if leaf_frame is not None:
-        result.leaf_code = leaf_frame.f_code
-        if id(leaf_frame.f_code) in _SLEEP_CODES:
+    if leaf_obj is not None:
+        code = leaf_obj.cr_code if leaf_frame is None else leaf_frame.f_code
+        result.leaf_code = code
+        if id(code) in _SLEEP_CODES:
             # asyncio.sleep's timer handle says when the sleep was due: the loop lag
             # is the resume time minus that.
-            handle = leaf_frame.f_locals.get("h")
+            handle = _frame_of(leaf_obj, leaf_frame).f_locals.get("h")
             when = getattr(handle, "when", None)
             if when is not None:
                 result.timer_when = when()
     return result
+
+
+def _frame_of(obj: Any, frame: types.FrameType | None) -> types.FrameType:
+    """The frame of a chain level: the one already read, or the coroutine's."""
+    chain_frame: types.FrameType = obj.cr_frame if frame is None else frame
+    return chain_frame
 
 
 def source_line(filename: str, lineno: int | None) -> str:
