@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ._context import CURRENT, thread_ref
 from ._events import EventKind, TaskRef
 from ._log import log_failure
-from ._stepper import ref_of
+from ._stepper import endpoint_code, ref_of
 from ._trace import RESOLVERS, code_id, pairs_of
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ def watch(codes: Iterable[CodeType]) -> None:
 
 def watch_endpoint(scope: Mapping[str, Any]) -> None:
     """After a request: watch the endpoint it was routed to, for the next requests."""
-    code = getattr(scope.get("endpoint"), "__code__", None)
+    code = endpoint_code(scope)
     if code is not None and id(code) not in _watched:
         watch((code,))
 

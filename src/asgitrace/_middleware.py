@@ -9,7 +9,7 @@ from . import _entry
 from ._context import CURRENT
 from ._events import EventKind
 from ._log import log_failure
-from ._stepper import Stepper, entered_fields
+from ._stepper import Stepper, endpoint_code, entered_fields
 from ._taskhook import install, monitor_of
 from ._trace import RESOLVERS, Recorder, end_fields, ends_response, message_fields
 from ._tracer import Tracer
@@ -68,8 +68,7 @@ def _record_sent(rec: Recorder, message: Message) -> None:
 
 def _derive_entered(rec: Recorder) -> None:
     """Before the first message out: the endpoint (if routed) has run by now."""
-    endpoint = rec.scope.get("endpoint")
-    code = getattr(endpoint, "__code__", None) if endpoint is not None else None
+    code = endpoint_code(rec.scope)
     if code is not None:
         rec.entered = True
         rec.add(EventKind.ENTERED, entered_fields(code, derived=True))

@@ -253,7 +253,7 @@ class Stepper(Coroutine[Any, Any, Any]):
     def _suspended(self, rec: Recorder, result: Any, mon: LoopMonitor | None) -> None:
         endpoint = rec.endpoint_code
         if endpoint is None and self.request_task and not rec.entered:
-            endpoint = rec.endpoint_code = _endpoint_code(rec)
+            endpoint = rec.endpoint_code = endpoint_code(rec.scope)
         # The innermost app coroutine of the last suspension, if it is still suspended,
         # is on this task's awaiting chain: start there instead of walking the ~20
         # framework wrappers above it again.
@@ -373,9 +373,9 @@ def ref_of(task: asyncio.Task[Any] | None, rec: Recorder | None) -> TaskRef:
     return task_ref(task)
 
 
-def _endpoint_code(rec: Recorder) -> Any:
-    endpoint = rec.scope.get("endpoint")
-    return getattr(endpoint, "__code__", None)
+def endpoint_code(scope: Mapping[str, Any]) -> Any:
+    """The code of the endpoint the router chose for *scope* (``None`` before routing)."""
+    return getattr(scope.get("endpoint"), "__code__", None)
 
 
 def entered_fields(code: Any, *, derived: bool) -> tuple[Any, ...]:
