@@ -189,8 +189,10 @@ def walk(
     app_objs: list[Any] | None = [] if watch is not None else None
     app_obj: Any = None
     app_frame: types.FrameType | None = None
+    app_code: types.CodeType | None = None
     leaf_obj: Any = None
     leaf_frame: types.FrameType | None = None
+    leaf_code: types.CodeType | None = None
     verdicts = is_app._cache
     obj = coro
     for _ in range(limit):
@@ -218,11 +220,11 @@ def walk(
         if app is None:
             app = is_app(code)
         if app:
-            app_obj, app_frame = obj, frame
+            app_obj, app_frame, app_code = obj, frame, code
             if app_objs is not None:
                 app_objs.append((obj, frame))
         else:
-            leaf_obj, leaf_frame = obj, frame
+            leaf_obj, leaf_frame, leaf_code = obj, frame, code
             if code.co_name in _THREAD_NAMES and result.thread_func is None:
                 result.thread_func = _frame_of(obj, frame).f_locals.get("func")
         if nxt is None:
@@ -233,13 +235,11 @@ def walk(
         result.watched = watch([_frame_of(o, f) for o, f in app_objs])
     if app_obj is not None:
         result.app_obj = app_obj
-        app_frame = _frame_of(app_obj, app_frame)
-        result.app_code = app_frame.f_code
-        result.app_line = app_frame.f_lineno
+        result.app_code = app_code
+        result.app_line = _frame_of(app_obj, app_frame).f_lineno
     if leaf_obj is not None:
-        code = leaf_obj.cr_code if leaf_frame is None else leaf_frame.f_code
-        result.leaf_code = code
-        if id(code) in _SLEEP_CODES:
+        result.leaf_code = leaf_code
+        if id(leaf_code) in _SLEEP_CODES:
             # asyncio.sleep's timer handle says when the sleep was due: the loop lag
             # is the resume time minus that.
             handle = _frame_of(leaf_obj, leaf_frame).f_locals.get("h")
