@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, final
 from urllib.parse import parse_qsl, quote
 
-from ._safe import MAX_REPR, safe_repr
+from ._safe import FILL, MAX_DIGITS, MAX_ITEMS, MAX_LEVEL, MAX_REPR, safe_repr
 
 __all__ = [
     "DEFAULT_SECRET_HEADERS",
@@ -252,7 +252,7 @@ class Redactor:
         if atom is not None:
             return atom(value)
         if cls is dict:
-            if len(value) <= _SHOWN and depth < _MAX_DEPTH and _text_keys(value):
+            if len(value) <= MAX_ITEMS and depth < MAX_LEVEL and _text_keys(value):
                 return self._small_dict_repr(value, depth)
             return self._mapping_repr(value, depth)
         if cls is list or cls is tuple:
@@ -272,11 +272,11 @@ class Redactor:
         size = len(value)
         if not size:
             return left + right
-        if depth >= _MAX_DEPTH:
-            return left + _FILL + right
-        pieces = [self._repr(item, depth + 1) for item in itertools.islice(value, _SHOWN)]
-        if size > _SHOWN:
-            pieces.append(_FILL)
+        if depth >= MAX_LEVEL:
+            return left + FILL + right
+        pieces = [self._repr(item, depth + 1) for item in itertools.islice(value, MAX_ITEMS)]
+        if size > MAX_ITEMS:
+            pieces.append(FILL)
         if size == 1 and right == ")":
             right = ",)"
         return left + ", ".join(pieces) + right
@@ -312,14 +312,14 @@ class Redactor:
             out[key] = item
         if not out:
             return "{}"
-        if depth >= _MAX_DEPTH:
-            return "{" + _FILL + "}"
+        if depth >= MAX_LEVEL:
+            return "{" + FILL + "}"
         try:
             keys = sorted(out)
         except Exception:
             keys = list(out)
         pieces = []
-        for key in keys[:_SHOWN] if len(keys) > _SHOWN else keys:
+        for key in keys[:MAX_ITEMS] if len(keys) > MAX_ITEMS else keys:
             item = out[key]
             if type(item) is _More:
                 text = _str_repr(item.text)
@@ -328,8 +328,8 @@ class Redactor:
             else:
                 text = self._repr(item, depth + 1)
             pieces.append(f"{self._repr(key, depth + 1)}: {text}")
-        if len(out) > _SHOWN:
-            pieces.append(_FILL)
+        if len(out) > MAX_ITEMS:
+            pieces.append(FILL)
         return "{" + ", ".join(pieces) + "}"
 
     def _fields_of(self, pairs: Iterable[tuple[Any, Any]], size: int, depth: int) -> dict[Any, Any]:
@@ -358,12 +358,7 @@ class Redactor:
         )
 
 
-# `safe_repr`'s reprlib settings, for `Redactor.repr_of`.
-_MAX_DEPTH: Final = 3  # reprlib's maxlevel: deeper containers show as "[...]"
-_SHOWN: Final = 8  # items shown per container
-_FILL: Final = "..."
-_MAX_STRING: Final = MAX_REPR
-_MAX_INT: Final = 40
+# The types `Redactor.repr_of` tells apart.
 _ATOMS: Final = (str, bytes, int, float)
 _ATOM_KEYS: Final = (str, int, float, bytes, bool)
 _KEYS: Final = frozenset({str, int})
@@ -390,21 +385,21 @@ def _text_keys(value: dict[Any, Any]) -> bool:
 def _cut_middle(text: str, size: int) -> str:
     head = max(0, (size - 3) // 2)
     tail = max(0, size - 3 - head)
-    return text[:head] + _FILL + text[len(text) - tail :]
+    return text[:head] + FILL + text[len(text) - tail :]
 
 
 def _str_repr(value: str) -> str:
-    text = repr(value[:_MAX_STRING])
-    if len(text) <= _MAX_STRING:
+    text = repr(value[:MAX_REPR])
+    if len(text) <= MAX_REPR:
         return text
-    head = max(0, (_MAX_STRING - 3) // 2)
-    tail = max(0, _MAX_STRING - 3 - head)
-    return _cut_middle(repr(value[:head] + value[len(value) - tail :]), _MAX_STRING)
+    head = max(0, (MAX_REPR - 3) // 2)
+    tail = max(0, MAX_REPR - 3 - head)
+    return _cut_middle(repr(value[:head] + value[len(value) - tail :]), MAX_REPR)
 
 
 def _int_repr(value: int) -> str:
     text = repr(value)
-    return text if len(text) <= _MAX_INT else _cut_middle(text, _MAX_INT)
+    return text if len(text) <= MAX_DIGITS else _cut_middle(text, MAX_DIGITS)
 
 
 def _plain_repr(value: Any) -> str:
