@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import json
 import logging
 import random
 import re
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -443,6 +445,64 @@ async def test_unsampled_requests_reach_the_app_with_the_original_receive_and_se
     assert seen[0][0] is server.receive
     assert seen[0][1] is server.send
     assert tracer.traces == []
+
+
+def test_an_untraced_request_gets_the_apps_own_awaitable(scope: Any, fake_server: Any) -> None:
+    # No coroutine of asgitrace's around an unsampled request: the app's, as it is.
+    made: list[Any] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    def app(scope: Any, receive: Any, send: Any) -> Any:
+        made.append(inner(scope, receive, send))
+        return made[-1]
+
+    server = fake_server()
+    awaitable = instrument(app, sample_rate=0)(scope(), server.receive, server.send)
+
+    assert made == [awaitable]
+    awaitable.close()
+
+
+def test_servers_see_an_asgi3_app() -> None:
+    # uvicorn picks ASGI 3 by `iscoroutinefunction(app.__call__)`; Starlette's
+    # `is_async_callable` decides how to call it: both must say "async".
+    from starlette._utils import is_async_callable
+    from uvicorn.config import Config
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    traced = instrument(app, tracer=Tracer())
+    config = Config(traced)
+    config.load()
+
+    assert config.interface == "asgi3"
+    assert is_async_callable(traced)
+    assert asyncio.iscoroutinefunction(traced.__call__)
+    if sys.version_info >= (3, 12):
+        assert inspect.iscoroutinefunction(traced.__call__)
+
+
+async def test_a_trace_opens_in_the_task_that_awaits_the_request(
+    scope: Any, fake_server: Any
+) -> None:
+    # The call happens here; the request runs in another task: the trace names that one.
+    tracer = Tracer()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    server = fake_server()
+    pending = instrument(app, tracer=tracer)(scope(), server.receive, server.send)
+    await asyncio.create_task(_awaiting(pending), name="the-request")
+
+    assert only_trace(tracer).task.name == "the-request"
+
+
+async def _awaiting(awaitable: Any) -> None:
+    await awaitable
 
 
 async def test_sample_rate_zero_records_nothing_through_fastapi() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import TYPE_CHECKING, Any, final, overload
 
 from . import _entry
@@ -15,7 +16,7 @@ from ._trace import RESOLVERS, Recorder, end_fields, ends_response, message_fiel
 from ._tracer import Tracer
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Callable
 
     from ._types import ASGIApp, Message, Receive, Scope, Send
 
@@ -74,6 +75,13 @@ def _derive_entered(rec: Recorder) -> None:
         rec.add(EventKind.ENTERED, entered_fields(code, derived=True))
 
 
+def _mark_coroutine_function(func: Callable[..., Any]) -> None:
+    func._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+    mark = getattr(inspect, "markcoroutinefunction", None)  # 3.12+
+    if mark is not None:
+        mark(func)
+
+
 @final
 class TraceMiddleware:
     """Record what crosses the ASGI boundary of every traced request.
@@ -125,13 +133,30 @@ class TraceMiddleware:
     def __repr__(self) -> str:
         return f"TraceMiddleware({self.app!r}, tracer={self.tracer!r})"
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function returning the awaitable, marked as a coroutine function below:
+        # a request that is not traced (unsampled, excluded, lifespan) gets the app's own
+        # coroutine back, with no coroutine of asgitrace's around it. The trace opens
+        # inside the awaitable, in the task that runs the request.
         try:
-            rec = self._open(scope)
+            wanted = self.tracer.wants(scope)
         except Exception as exc:
             log_failure("opening a trace", exc)
-            rec = None
-        if rec is None:
+            wanted = False
+        if not wanted:
+            return self.app(scope, receive, send)
+        return self._traced(scope, receive, send)
+
+    # ASGI servers and frameworks tell an ASGI 3 app by `iscoroutinefunction(app.__call__)`
+    # (uvicorn, Starlette): asyncio's marker (3.10-3.13) and inspect's (3.12+) say so.
+    _mark_coroutine_function(__call__)
+
+    async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            rec = Recorder(self.tracer, scope, asyncio.current_task())
+            rec.add(_RECEIVED, ("open", rec.type, rec.path, rec.method, scope.get("http_version")))
+        except Exception as exc:
+            log_failure("opening a trace", exc)
             return await self.app(scope, receive, send)
 
         async def traced_receive() -> Message:
@@ -195,14 +220,6 @@ class TraceMiddleware:
             if type(outer) is Stepper and outer.rec is None:
                 outer.mon = None
         return Stepper(awaitable, mon, rec, rec.task, request_task=True)
-
-    def _open(self, scope: Scope) -> Recorder | None:
-        tracer = self.tracer
-        if not tracer.wants(scope):
-            return None
-        rec = Recorder(tracer, scope, asyncio.current_task())
-        rec.add(_RECEIVED, ("open", rec.type, rec.path, rec.method, scope.get("http_version")))
-        return rec
 
 
 def _finish(rec: Recorder, kind: str, fields: tuple[Any, ...]) -> None:
