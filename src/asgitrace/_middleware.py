@@ -76,7 +76,10 @@ def _derive_entered(rec: Recorder) -> None:
 
 
 def _mark_coroutine_function(func: Callable[..., Any]) -> None:
-    func._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+    """Make `asyncio.iscoroutinefunction` and `inspect.iscoroutinefunction` true for *func*."""
+    marker = getattr(asyncio.coroutines, "_is_coroutine", None)  # asyncio's, until 3.15
+    if marker is not None:
+        func._is_coroutine = marker  # type: ignore[attr-defined]
     mark = getattr(inspect, "markcoroutinefunction", None)  # 3.12+
     if mark is not None:
         mark(func)
