@@ -156,7 +156,7 @@ class TraceMiddleware:
 
     async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            rec = Recorder(self.tracer, scope, asyncio.current_task())
+            rec = self.tracer.recorder(scope, asyncio.current_task())
             rec.add(_RECEIVED, ("open", rec.type, rec.path, rec.method, scope.get("http_version")))
         except Exception as exc:
             log_failure("opening a trace", exc)
