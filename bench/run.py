@@ -371,28 +371,25 @@ def print_report(env: Row, results: Row, args: argparse.Namespace) -> None:
 def usable_loops(choice: str) -> list[str]:
     """The loops asked for that exist here; say clearly which are skipped and why."""
     loops = list(LOOPS) if choice == "both" else [choice]
-    usable = []
-    for loop in loops:
-        reason = missing_loop(loop)
-        if reason is None:
-            usable.append(loop)
-        else:
-            print(f"SKIPPED: the {loop} runs: {reason}", file=sys.stderr, flush=True)
-    return usable
+    return _usable(loops, missing_loop, "the {} runs")
 
 
 def usable_variants(asked: list[str]) -> list[str]:
     """The variants asked for (and untraced, the base of every ratio) that can run here;
     say clearly which are skipped and why."""
+    wanted = [v for v in VARIANTS if v == "untraced" or v in asked]
+    return _usable(wanted, missing_variant, "{} variant")
+
+
+def _usable(names: list[str], missing: Callable[[str], str | None], label: str) -> list[str]:
+    """*names* without those *missing* gives a reason for, each skip said on stderr."""
     usable = []
-    for variant in VARIANTS:
-        if variant != "untraced" and variant not in asked:
-            continue
-        reason = missing_variant(variant)
+    for name in names:
+        reason = missing(name)
         if reason is None:
-            usable.append(variant)
+            usable.append(name)
         else:
-            print(f"SKIPPED: {variant} variant: {reason}", file=sys.stderr, flush=True)
+            print(f"SKIPPED: {label.format(name)}: {reason}", file=sys.stderr, flush=True)
     return usable
 
 
