@@ -53,6 +53,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="DIR",
         help="trace Python allocations; with --soak, dump the snapshots asked for into DIR",
     )
+    parser.add_argument(
+        "--handover",
+        choices=("knock", "contend", "handoff"),
+        help="(bench/watchdog.py) the watchdog's hand-over; answer GET /bench-watchdog",
+    )
     return parser.parse_args(argv)
 
 
@@ -75,6 +80,15 @@ def main(argv: list[str] | None = None) -> None:
         app = build_app([name for name in args.endpoints.split(",") if name])
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
+    if args.handover is not None:
+        from watchdog import patch_watchdog
+
+        stats = patch_watchdog(args.handover)
+
+        @app.get("/bench-watchdog")
+        async def watchdog_stats() -> dict[str, object]:
+            return {"late_ns": stats["late_ns"], "checks": stats["checks"]}
+
     if args.soak:
         tracer = Tracer()  # the defaults: a ring of 1000 traces
         served = with_stats_route(wrap(app, tracer), Stats(tracer, args.tracemalloc))

@@ -8,13 +8,18 @@ so test modules cannot import this file).
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+import sysconfig
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import blockbuster
 import pytest
 from fastapi import FastAPI, HTTPException
 
+import asgitrace
 from asgitrace import _log
 
 Message = dict[str, Any]
@@ -99,6 +104,111 @@ def make_scope(
         scope["method"] = method
     scope.update(extra)
     return scope
+
+
+# --- blockbuster: asgitrace never makes a blocking call on a loop thread (issue 16) --------
+
+_ASGITRACE = os.path.dirname(os.path.abspath(asgitrace.__file__)) + os.sep
+_SITE = tuple({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+_STDLIB = tuple({sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]})
+_BLOCKBUSTER = os.path.dirname(os.path.abspath(blockbuster.__file__))
+
+
+# asgitrace's own calls that block by contract (qualified names), none on the request
+# path: the caller asked to write a file or to wait, as `open()` would; a failing test
+# assertion's message, which asks the OS for the working directory; a failure's one log
+# record, which goes to the app's own logging handlers as any library's does; and the
+# demo's app, which blocks the loop on purpose.
+_BLOCKS_BY_CONTRACT = frozenset(
+    {
+        "write_jsonl",
+        "read_jsonl",
+        "write_perfetto",
+        "write_html",
+        "_Offload.flush",
+        "_Offload.close",
+        "log_failure",
+        "_short_path",
+        "blocking_app.<locals>.wait_endpoint",
+    }
+)
+
+
+def _qualname(code: Any) -> str:
+    return str(getattr(code, "co_qualname", code.co_name))  # co_qualname: 3.11+
+
+
+def blocking_caller(frame: Any) -> str | None:
+    """The file of the innermost frame, outside the standard library and blockbuster,
+    that led to a blocking call (``None`` when there is none, or for an import: a
+    module's first import reads files wherever it happens)."""
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.startswith("<frozen importlib"):
+            return None
+        if name.startswith(_ASGITRACE):
+            walk = frame
+            while walk is not None:
+                if _qualname(walk.f_code) in _BLOCKS_BY_CONTRACT:
+                    return None
+                walk = walk.f_back
+        in_stdlib = name.startswith(_STDLIB) and not name.startswith(_SITE)
+        if not (in_stdlib or name.startswith(("<", _BLOCKBUSTER))):
+            return str(name)
+        frame = frame.f_back
+    return None
+
+
+class AsgitraceBlockBuster(blockbuster.BlockBuster):
+    """A BlockBuster that raises `BlockingError` when an asgitrace frame makes a blocking
+    call (a contended lock, a wait, a sleep, file or socket I/O) on a running loop's thread.
+
+    It lets every other blocking call through: the test apps block the loop on purpose
+    (that is what asgitrace shows), and third-party code is not ours to police here.
+    Each call it raised on is also kept in `flagged`, since asgitrace's fail-open paths
+    may swallow the error.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(["asgitrace"])
+        self.flagged: list[tuple[str, str]] = []
+        for name, function in self.functions.items():
+            function.can_block_predicate = self._ours_only(name, function.can_block_predicate)
+
+    def _ours_only(self, name: str, original: Callable[..., bool]) -> Callable[..., bool]:
+        def can_block(*args: Any, **kwargs: Any) -> bool:
+            if original(*args, **kwargs):
+                return True
+            frame = sys._getframe(1)
+            caller = blocking_caller(frame)
+            if caller is None or not caller.startswith(_ASGITRACE):
+                return True
+            while frame.f_code.co_filename != caller:
+                frame = frame.f_back
+            where = f"{caller}:{frame.f_lineno} in {_qualname(frame.f_code)}"
+            self.flagged.append((name, where))
+            return False
+
+        return can_block
+
+
+@pytest.fixture(autouse=True)
+def _no_blocking_by_asgitrace() -> Iterator[AsgitraceBlockBuster]:
+    """Every test runs with blockbuster active, as Starlette's own suite does; a test
+    fails if asgitrace made a blocking call on a loop thread, even a swallowed one."""
+    buster = AsgitraceBlockBuster()
+    buster.activate()
+    try:
+        yield buster
+    finally:
+        buster.deactivate()
+    assert buster.flagged == [], f"asgitrace made blocking calls on a loop: {buster.flagged}"
+
+
+@pytest.fixture
+def blockbuster_flags(_no_blocking_by_asgitrace: AsgitraceBlockBuster) -> list[tuple[str, str]]:
+    """The calls the suite's blockbuster raised on (a test that expects one empties it)."""
+    return _no_blocking_by_asgitrace.flagged
 
 
 @pytest.fixture(autouse=True)

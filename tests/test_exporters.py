@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -331,16 +332,18 @@ def test_sink_close_counts_traces_that_raced_in_after_it(
 ) -> None:
     sink = JsonlSink(tmp_path / "sink.jsonl")
     flush_marker = exporters._Flush()
-    # As if another thread queued a trace and a flush just after close() queued its stop.
-    real_put = sink._worker._queue.put
 
-    def put_then_race(item: Any, *args: Any, **kwargs: Any) -> None:
-        real_put(item, *args, **kwargs)
-        if item is None:
-            real_put(hand_built("late"))
-            real_put(flush_marker)
+    class Racing(deque[Any]):
+        """As if another thread queued a trace and a flush just after close() queued
+        its stop."""
 
-    monkeypatch.setattr(sink._worker._queue, "put", put_then_race)
+        def append(self, item: Any) -> None:
+            super().append(item)
+            if item is None:
+                super().append(hand_built("late"))
+                super().append(flush_marker)
+
+    monkeypatch.setattr(sink._worker, "_items", Racing(sink._worker._items))
     sink.close()
     assert sink.dropped == 1
     assert flush_marker.done.is_set()

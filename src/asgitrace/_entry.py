@@ -35,7 +35,7 @@ _tool: int | None = None
 # id(code) -> code: keyed by id, as `_frames.AppCode` is (hashing a code object is slow),
 # the value keeping the id the code's own.
 _watched: dict[int, CodeType] = {}
-_lock = threading.Lock()
+_lock = threading.Lock()  # taken without waiting: a loop thread never waits for it
 
 
 def _on_start(code: CodeType, offset: int) -> Any:  # pragma: no cover - see below
@@ -133,21 +133,27 @@ def watch_endpoint(scope: Mapping[str, Any]) -> None:
 
 
 def _watch(codes: Iterable[CodeType]) -> None:  # pragma: before-3-12
+    # Never waits: a loop thread calls this after a request. If another thread is
+    # watching codes at this very moment, this request's endpoint is watched after the
+    # next request instead (its `entered` stays derived until then).
+    if not _lock.acquire(blocking=False):
+        return
     try:
-        with _lock:
-            new = [c for c in codes if id(c) not in _watched]
-            if not new:
-                return
-            tool = _claim_tool()
-            if tool is None:
-                return  # every tool id is taken: entered stays derived
-            monitoring: Any = getattr(sys, "monitoring")  # noqa: B009 - absent before 3.12
-            events = monitoring.events.PY_START | monitoring.events.PY_RETURN
-            for code in new:
-                monitoring.set_local_events(tool, code, events)
-                _watched[id(code)] = code
+        new = [c for c in codes if id(c) not in _watched]
+        if not new:
+            return
+        tool = _claim_tool()
+        if tool is None:
+            return  # every tool id is taken: entered stays derived
+        monitoring: Any = getattr(sys, "monitoring")  # noqa: B009 - absent before 3.12
+        events = monitoring.events.PY_START | monitoring.events.PY_RETURN
+        for code in new:
+            monitoring.set_local_events(tool, code, events)
+            _watched[id(code)] = code
     except Exception as exc:
         log_failure("sys.monitoring endpoint events", exc)
+    finally:
+        _lock.release()
 
 
 def endpoints_of(app: Any, depth: int = 0) -> list[CodeType]:

@@ -11,25 +11,32 @@ the threshold, it samples the loop thread's stack (``sys._current_frames``) once
 sample names the line that is blocking (``time.sleep(1)``), which the step's end turns
 into a ``blocked`` event.
 
-The watchdog never makes a busy loop fight it for the GIL. A Python thread that wakes
-from a timer while the loop thread keeps releasing and retaking the GIL (every
-``epoll_wait``, every socket write) loses that race again and again: CPython signals it
-at each release and restarts its 5 ms switch timeout, so it may wait hundreds of
-milliseconds, and the loop thread pays a futex wake per release meanwhile. Measured on a
-2-core VM: a thread sleeping 25 ms at a time slowed an untraced FastAPI hello-world by
-15-20 % of CPU time. So the handover is explicit:
+The loop thread never waits for the watchdog: no lock, condition, sleep or I/O on its
+behalf. The watchdog takes its turn the way any Python thread does, by asking for the
+GIL, and it asks rarely and only when it has something to look at:
 
-* the watchdog publishes `_Watchdog.due_ns`, when it next wants to look;
-* a loop thread, at the start of a step or of a task past that time, hands the GIL over:
-  it wakes the watchdog and waits (at most `HANDOFF_WAIT`) for its check to finish, which
-  takes tens of microseconds; the watchdog's own timer fires only when no such boundary
-  came, that is when the loop is stuck in a step, which is exactly when it must look;
-* with no traced request on any loop for a whole period, it parks without a timer, and
-  the next traced request wakes it.
+* it plans each look for when the step it last saw running could first be overdue
+  (that step's start plus the threshold, a little past it), or one threshold after
+  the look when the loop was between steps; a step that blocks is therefore sampled
+  about one threshold (plus an eighth) after it began, wherever the look fell;
+* a step that really blocks is exactly when the watchdog gets the GIL at once: a
+  blocking call (``time.sleep``, a synchronous socket read) releases it, and CPU work
+  gives it up within the interpreter's switch interval (5 ms by default);
+* with no traced request on any loop for a whole period, it parks without a timer,
+  and the next traced request wakes it by releasing a lock (which never blocks).
+
+A healthy, busy loop is the hard case: it releases and retakes the GIL at every
+``epoll_wait`` and socket call, and a thread waiting for the GIL asks its holder to drop
+it only after a whole switch interval with no release in between, so the watchdog could
+wait hundreds of milliseconds while the loop paid a futex wake per release. So the first
+step boundary past the watchdog's planned look *knocks* (`_Watchdog.knock`): it shortens
+the switch interval, which waits for nothing; the watchdog then wins the GIL within
+microseconds, and its look restores the interval it found.
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import itertools
 import os
@@ -53,8 +60,8 @@ __all__ = ["RING", "LoopMonitor", "OtherWork", "sample_stack"]
 RING: Final = 4096
 """How many recent steps each monitor remembers for "what else ran meanwhile"."""
 
-HANDOFF_WAIT: Final = 0.002
-"""Seconds a loop thread waits, at most, for the watchdog to take its turn."""
+KNOCK_INTERVAL: Final = 1e-5
+"""The switch interval (seconds) while the watchdog is due and has not looked yet."""
 
 _NEVER: Final = 1 << 62
 _keys = itertools.count(1)
@@ -137,9 +144,8 @@ class LoopMonitor:
                 self.step_late = rec.response_done
             return False
         start = _clock()
-        if start >= _WATCHDOG.due_ns:  # its turn: hand the GIL over between two steps
-            _WATCHDOG.handoff()
-            start = _clock()
+        if start >= _WATCHDOG.due_ns:  # it wants the GIL now: let it win it quickly
+            _WATCHDOG.knock()
         self.depth = 1
         self.steps += 1
         self.step_ref = ref
@@ -269,76 +275,93 @@ class OtherWork:
 
 
 class _Watchdog:
-    """One daemon thread for all monitors; started on first use (see the module's doc)."""
+    """One daemon thread for all monitors; started on first use (see the module's doc).
+
+    Loop threads only ever add a monitor, release `_wake` and read flags: none of that
+    can wait for the watchdog thread.
+    """
 
     def __init__(self) -> None:
         self._monitors: weakref.WeakSet[LoopMonitor] = weakref.WeakSet()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        # Taken (never waited for) by whoever starts the thread, released by the thread
+        # when it ends: `locked()` says whether one runs, and only one is started.
+        self.running = threading.Lock()
         # Released to wake the thread (a pending wake-up while released); the thread
         # takes it back each time it waits.
         self._wake = threading.Lock()
         self._wake.acquire()
-        self._checked = threading.Condition(threading.Lock())
         self.checks = 0
-        self.due_ns = _NEVER  # when the thread next wants the GIL (read at every step)
         self.parked = True
+        self.due_ns = _NEVER  # when the thread next wants the GIL (read at every step)
+        self.knocked = False
+        self.switch_interval = sys.getswitchinterval()
 
     def watch(self, mon: LoopMonitor) -> None:
-        with self._lock:
-            self._monitors.add(mon)
-            if self._thread is None or not self._thread.is_alive():
-                self.due_ns = _NEVER
-                self.parked = True
-                self._thread = threading.Thread(
-                    target=self._run, name="asgitrace-watchdog", daemon=True
-                )
-                self._thread.start()
+        """(Any thread) Look at *mon* from now on, starting the thread if none runs."""
+        self._monitors.add(mon)
+        if self.running.acquire(blocking=False):
+            try:
+                # Not `threading.Thread.start`: it waits until the new thread has started.
+                _thread.start_new_thread(self._run, ())
+            except Exception as exc:  # e.g. no more threads: blocking stays unsampled
+                self.running.release()
+                log_failure("blocking watchdog", exc)
+                return
         self.wake()  # look again soon: the new (or stricter) monitor changes the plan
 
     def wake(self) -> None:
-        """(Loop thread) Unpark; the next step boundary hands the GIL over."""
+        """(Any thread) Unpark: the thread looks again now."""
         self.parked = False
-        self.due_ns = 0
-        self._release_wake()
-
-    def handoff(self) -> None:
-        """(Loop thread, between two steps) Let the watchdog run its check now."""
-        thread = self._thread
-        if thread is None or not thread.is_alive():
-            self.due_ns = _NEVER
-            return
-        seen = self.checks
-        self._release_wake()
-        deadline = time.monotonic() + HANDOFF_WAIT
-        with self._checked:
-            while self.checks == seen:
-                left = deadline - time.monotonic()
-                if left <= 0:  # it did not come (a stalled thread): do not ask at every step
-                    self.due_ns = _clock() + int(1e9 * HANDOFF_WAIT * 8)
-                    break
-                self._checked.wait(left)
-
-    def _release_wake(self) -> None:
         with contextlib.suppress(RuntimeError):  # a wake-up is already pending
             self._wake.release()
 
+    def knock(self) -> None:
+        """(Loop thread, between two steps) The watchdog is due: shorten the switch
+        interval until it has looked, so that it wins the GIL within microseconds.
+
+        A thread waiting for the GIL asks its holder to drop it only after holding on
+        for a whole switch interval with no release in between; a busy loop releases
+        it at every system call, so at the default 5 ms the watchdog could wait
+        hundreds of milliseconds, and the loop would pay a futex wake per release all
+        that time. Nothing here waits.
+        """
+        self.due_ns = _NEVER
+        if self.knocked or not self.running.locked():
+            return
+        current = sys.getswitchinterval()
+        if current > KNOCK_INTERVAL:  # not left short by a knock that raced a look
+            self.switch_interval = current
+        sys.setswitchinterval(KNOCK_INTERVAL)
+        # Last: a look that runs before this line leaves the interval short until the
+        # next look, never restores a short one for good.
+        self.knocked = True
+
+    def _restore(self) -> None:
+        if self.knocked:
+            self.knocked = False
+            sys.setswitchinterval(self.switch_interval)
+
     def _run(self) -> None:
         try:
+            threading.current_thread().name = "asgitrace-watchdog"
             while True:
                 timeout = self._check()
                 if timeout is None:
                     self._wake.acquire()  # parked: until a traced request wakes it
                 else:
                     self._wake.acquire(timeout=timeout)
-        except Exception as exc:  # pragma: no cover - defensive: the watchdog must not die loudly
+        except Exception as exc:
             log_failure("blocking watchdog", exc)
         finally:
             self.due_ns = _NEVER
+            self._restore()
+            self.parked = True
+            self.running.release()
 
     def _check(self) -> float | None:
         """Sample overdue steps; plan the next look. Return the seconds to wait for it,
         or ``None`` to park (no monitor had a traced request since the last look)."""
+        self._restore()
         now = _clock()
         due = _NEVER
         slack = _NEVER
@@ -349,14 +372,13 @@ class _Watchdog:
                 mon.requests_seen = mon.requests
                 due = min(due, mon.next_check(now))
                 slack = min(slack, mon.threshold_ns // 8)
-        self.due_ns = due
         self.parked = due == _NEVER
-        with self._checked:
-            self.checks += 1
-            self._checked.notify_all()
+        self.checks += 1
         if due == _NEVER:
+            self.due_ns = _NEVER
             return None
-        # A little past `due`: in a healthy loop a step boundary hands over first.
+        # A little past `due`, so that the step is overdue when the thread looks.
+        self.due_ns = due + slack
         return (due - now + slack) / 1e9
 
     @staticmethod

@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from ._context import CURRENT
 from ._log import log_failure
-from ._loopmon import _WATCHDOG, LoopMonitor, _clock
+from ._loopmon import _WATCHDOG, LoopMonitor
 from ._stepper import Stepper, ref_of
 
 __all__ = ["install", "monitor_of", "uninstall"]
@@ -96,9 +96,6 @@ def install(loop: asyncio.AbstractEventLoop, threshold_ns: int) -> LoopMonitor:
         def factory(
             loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
         ) -> asyncio.Future[Any]:
-            # A task starts: a boundary where the watchdog may take its turn (see _loopmon).
-            if _WATCHDOG.due_ns <= _clock():
-                _WATCHDOG.handoff()
             # Fast path first: no traced request in flight and none bound here.
             context = kwargs.get("context")
             bound = context.get(CURRENT) if context is not None else CURRENT.get()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import random
 import re
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -95,7 +94,6 @@ class Tracer:
     __slots__ = (
         "_callbacks",
         "_excluded",
-        "_lock",
         "_rng",
         "_store",
         "app_code",
@@ -158,7 +156,6 @@ class Tracer:
         # objects the garbage collector tracks would make it run full collections
         # (tens of ms) every few seconds under load.
         self._store: deque[bytes | tuple[Any, ...]] = deque(maxlen=max_traces)
-        self._lock = threading.Lock()
         if on_trace is None:
             self._callbacks: list[OnTrace] = []
         elif callable(on_trace):
@@ -180,21 +177,22 @@ class Tracer:
     @property
     def traces(self) -> list[Trace]:
         """The stored traces, oldest first (a copy)."""
-        with self._lock:
-            records = list(self._store)
-        return [Trace.of_record(r) for r in records]
+        # `deque.copy` runs in C without releasing the GIL: a consistent snapshot while
+        # loop threads append, with no lock for them to wait on.
+        return [Trace.of_record(r) for r in self._store.copy()]
 
     @property
     def last(self) -> Trace | None:
         """The most recently finished trace, or ``None``."""
-        with self._lock:
-            record = self._store[-1] if self._store else None
-        return None if record is None else Trace.of_record(record)
+        try:
+            record = self._store[-1]
+        except IndexError:
+            return None
+        return Trace.of_record(record)
 
     def clear(self) -> None:
         """Forget every stored trace."""
-        with self._lock:
-            self._store.clear()
+        self._store.clear()
 
     def add_callback(self, callback: OnTrace) -> None:
         """Call *callback* with each finished trace from now on."""
@@ -225,8 +223,7 @@ class Tracer:
         slow = self.slow_threshold
         if slow is not None and duration_ns / 1e9 < slow:
             return
-        with self._lock:
-            self._store.append(record)
+        self._store.append(record)  # atomic: no lock for the loop thread to wait on
         if not self._callbacks:
             return
         trace = Trace.of_record(record)

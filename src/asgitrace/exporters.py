@@ -11,12 +11,14 @@ do not understand.
 
 from __future__ import annotations
 
+import _thread
 import atexit
+import contextlib
 import itertools
 import json
 import os
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar, final
@@ -249,7 +251,9 @@ _T = TypeVar("_T")
 class _Offload(Generic[_T]):
     """Items handled one at a time by a daemon thread, from a bounded queue.
 
-    `submit` never blocks: when the queue is full the item is dropped and counted.
+    `submit` never blocks, nor waits for a lock the thread may hold: the queue is a
+    deque (its appends and pops are atomic) and the thread is woken by releasing a lock,
+    which never waits. When the queue is full the item is dropped and counted.
     *handle* returns whether the item was handled (``False``: count it as dropped);
     *after_batch* runs whenever the queue has been emptied, *finish* once at `close`.
     `close` is registered to run at interpreter exit.
@@ -259,13 +263,16 @@ class _Offload(Generic[_T]):
         "__weakref__",
         "_after_batch",
         "_closed",
+        "_closing",
         "_done",
         "_dropped",
+        "_drops",
         "_finish",
         "_handle",
-        "_lock",
-        "_queue",
-        "_thread",
+        "_items",
+        "_max_queue",
+        "_running",
+        "_wake",
         "name",
     )
 
@@ -284,13 +291,22 @@ class _Offload(Generic[_T]):
         self._handle = handle
         self._after_batch = after_batch
         self._finish = finish
-        self._queue: queue.Queue[_T | _Flush | None] = queue.Queue(maxsize=max_queue)
-        self._lock = threading.Lock()
+        self._items: deque[_T | _Flush | None] = deque()
+        self._max_queue = max_queue
+        # Released to wake the thread (a pending wake-up while released); the thread
+        # takes it back each time it waits.
+        self._wake = threading.Lock()
+        self._wake.acquire()
+        self._closing = threading.Lock()  # taken once, without waiting, by `close`
         self._done = 0
+        self._drops = itertools.count(1)
         self._dropped = 0
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        # Held while the thread runs (it releases it when it ends). The thread is started
+        # with `_thread`, not `threading.Thread.start`, which waits until it has started.
+        self._running = threading.Lock()
+        self._running.acquire()
+        _thread.start_new_thread(self._run, ())
         atexit.register(self.close)
 
     @property
@@ -306,61 +322,73 @@ class _Offload(Generic[_T]):
         return self._closed
 
     def submit(self, item: _T) -> None:
-        if not self._closed:
-            try:
-                self._queue.put_nowait(item)
-                return
-            except queue.Full:
-                pass
-        self.drop()
+        if not self._closed and len(self._items) < self._max_queue:
+            self._items.append(item)
+            self._notify()
+        else:
+            self.drop()
 
     def drop(self) -> None:
-        with self._lock:
-            self._dropped += 1
+        # `next` on a count is atomic; two threads may store their numbers out of
+        # order, so keep the larger.
+        self._dropped = max(self._dropped, next(self._drops))
 
     def flush(self, timeout: float | None) -> bool:
-        if self._closed or not self._thread.is_alive():
+        if self._closed or not self._running.locked():
             return True
         marker = _Flush()
-        self._queue.put(marker)
+        self._items.append(marker)
+        self._notify()
         return marker.done.wait(timeout)
 
     def close(self, timeout: float | None = 10.0) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
+        if not self._closing.acquire(blocking=False):
+            return  # closed already, or closing in another thread
+        self._closed = True
         atexit.unregister(self.close)
-        if not self._thread.is_alive():  # pragma: no cover - it ends only through _STOP
+        if not self._running.locked():  # pragma: no cover - it ends only through _STOP
             self._call(self._finish)
             return
-        try:
-            # The thread drains the queue, so this waits for room briefly at most.
-            self._queue.put(_STOP, timeout=timeout)
-        except queue.Full:  # pragma: no cover - a handler stuck for the whole timeout
+        self._items.append(_STOP)
+        self._notify()
+        if self._running.acquire(timeout=-1 if timeout is None else timeout):
+            self._running.release()  # it ended
+        else:  # pragma: no cover - a handler stuck for the whole timeout
             log_failure(f"{self.name} closing: still busy after {timeout} s")
-            return
-        self._thread.join(timeout)
+
+    def _notify(self) -> None:
+        with contextlib.suppress(RuntimeError):  # a wake-up is already pending
+            self._wake.release()
+
+    def _take(self) -> list[_T | _Flush | None]:
+        batch: list[_T | _Flush | None] = []
+        pop = self._items.popleft
+        with contextlib.suppress(IndexError):
+            while len(batch) < _BATCH:
+                batch.append(pop())
+        return batch
 
     def _run(self) -> None:
-        get = self._queue.get
+        threading.current_thread().name = self.name
+        try:
+            self._work()
+        finally:
+            self._running.release()
+
+    def _work(self) -> None:
         while True:
-            batch = [get()]
-            while len(batch) < _BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            for index, item in enumerate(batch):
-                if item is _STOP:
-                    self._stop(batch[index + 1 :])
-                    return
-                if isinstance(item, _Flush):
-                    self._call(self._after_batch)
-                    item.done.set()
-                else:
-                    self._one(item)
-            self._call(self._after_batch)
+            self._wake.acquire()
+            while batch := self._take():
+                for index, item in enumerate(batch):
+                    if item is _STOP:
+                        self._stop(batch[index + 1 :])
+                        return
+                    if isinstance(item, _Flush):
+                        self._call(self._after_batch)
+                        item.done.set()
+                    else:
+                        self._one(item)
+                self._call(self._after_batch)
 
     def _one(self, item: _T) -> None:
         try:
@@ -382,11 +410,8 @@ class _Offload(Generic[_T]):
 
     def _stop(self, late: list[_T | _Flush | None]) -> None:
         """Handle nothing more: count what raced in after close, release waiters, finish."""
-        while True:
-            try:
-                late.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
+        while more := self._take():
+            late.extend(more)
         for item in late:
             if isinstance(item, _Flush):
                 item.done.set()
@@ -401,7 +426,7 @@ class JsonlSink:
     """An ``on_trace`` callback that appends each finished trace to a JSON-lines file.
 
     ``Tracer(on_trace=JsonlSink("traces.jsonl"))``. Calling the sink only puts the trace
-    on a bounded queue (``put_nowait``): it never blocks the event loop, and when the
+    on a bounded queue (a lock-free append): it never blocks the event loop, and when the
     queue is full the trace is dropped and counted in `dropped`. A background daemon
     thread turns traces into JSON (resolving their lazy fields) and writes them, flushing
     the file after each batch.

@@ -24,7 +24,7 @@ Only users who opt in import this module; ``import asgitrace`` does not.
 from __future__ import annotations
 
 import asyncio
-import threading
+import contextlib
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, cast, final
@@ -86,7 +86,7 @@ class OTelExporter:
 
     Making spans costs the OpenTelemetry SDK tens of microseconds each, so by default
     the callback only notes the request's parent span and queues the trace
-    (``put_nowait``, like `asgitrace.exporters.JsonlSink`); a daemon thread makes the
+    (a lock-free append, like `asgitrace.exporters.JsonlSink`); a daemon thread makes the
     spans. When the queue is full the trace is dropped and counted in `dropped`. `flush`
     waits for the queue, `close` (also run at interpreter exit) empties it and stops the
     thread. Give the provider a ``BatchSpanProcessor``, so that spans leave by its own
@@ -108,7 +108,7 @@ class OTelExporter:
     .. versionadded:: 0.1
     """
 
-    __slots__ = ("_lock", "_max_pending", "_min_wait_ns", "_pending", "_tracer", "_worker")
+    __slots__ = ("_max_pending", "_min_wait_ns", "_pending", "_tracer", "_worker")
 
     def __init__(
         self,
@@ -127,7 +127,6 @@ class OTelExporter:
         self._min_wait_ns = int(min_wait * 1e9)
         self._max_pending = max_pending
         self._pending: OrderedDict[int, tuple[SpanContext, str]] = OrderedDict()
-        self._lock = threading.Lock()
         self._worker: _Offload[_Job] | None = (
             _Offload("asgitrace-otel", self._export, max_queue=max_queue) if background else None
         )
@@ -210,24 +209,25 @@ class OTelExporter:
         # Inside asgitrace's middleware the recorder names the request's task; outside
         # it, this is the task the middleware will run in, and the same id.
         key = rec.task.id if rec is not None else task_ref(asyncio.current_task()).id
-        with self._lock:
-            self._pending[key] = (span_context, str(scope.get("path", "")))
-            self._pending.move_to_end(key)
-            while len(self._pending) > self._max_pending:
-                self._pending.popitem(last=False)
+        # No lock (the loop thread must never wait for one): each OrderedDict operation
+        # is atomic, and a race between threads only moves which old entry goes first.
+        pending = self._pending
+        pending[key] = (span_context, str(scope.get("path", "")))
+        with contextlib.suppress(KeyError):
+            pending.move_to_end(key)
+            while len(pending) > self._max_pending:
+                pending.popitem(last=False)
         return key, rec is None
 
     def _forget(self, key: int) -> None:
-        with self._lock:
-            self._pending.pop(key, None)
+        self._pending.pop(key, None)
 
     def _instrumented(self, trace: Trace) -> Context | None:
         """The context of an instrumentation's span around the request, if there is one.
 
         Runs in the ``on_trace`` callback, hence in the request's own context.
         """
-        with self._lock:
-            captured = self._pending.pop(trace.task.id, None)
+        captured = self._pending.pop(trace.task.id, None)
         if captured is not None and captured[1] == trace.path:
             return set_span_in_context(NonRecordingSpan(captured[0]))
         if otel_trace.get_current_span().get_span_context().is_valid:
