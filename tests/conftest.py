@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, HTTPException
 
-from asgitrace import _log
+from asgitrace._support import _log
 
 Message = dict[str, Any]
 

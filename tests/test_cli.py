@@ -22,9 +22,9 @@ from rich.console import Console
 
 import asgitrace
 from asgitrace import cli, exporters
-from asgitrace._cli_report import TraceStats
-from asgitrace._cli_run import RequestSpec
-from asgitrace._demo import blocking_app, reference_app
+from asgitrace.cli._demo import blocking_app, reference_app
+from asgitrace.cli._report import TraceStats
+from asgitrace.cli._run import RequestSpec
 
 
 @pytest.fixture(autouse=True)
@@ -632,7 +632,7 @@ class TestTrace:
     def test_nothing_traced_is_an_error(
         self, app_dir: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        from asgitrace import _cli_run
+        from asgitrace.cli import _run as _cli_run
 
         async def unanswered(app: Any, plan: Any, **options: Any) -> _cli_run.RunResult:
             return _cli_run.RunResult(0.1, ("GET /wait: ConnectError: refused",))
@@ -1003,7 +1003,7 @@ class TestServe:
 
 
 def test_request_line_escapes_control_characters_and_names_a_failure() -> None:
-    from asgitrace._cli_report import request_line
+    from asgitrace.cli._report import request_line
 
     tracer = asgitrace.Tracer()
 
@@ -1031,7 +1031,7 @@ def test_request_line_escapes_control_characters_and_names_a_failure() -> None:
 
 
 def test_summary_lists_requests_without_an_answer(capsys: pytest.CaptureFixture[str]) -> None:
-    from asgitrace._cli_report import SummaryView, summarize, summary_markdown
+    from asgitrace.cli._report import SummaryView, summarize, summary_markdown
 
     traces = asyncio.run(_two_quick_traces(False, 0.0, 2))
     errors = [f"GET /x{n}: ReadTimeout: timed out" for n in range(5)]
@@ -1049,7 +1049,7 @@ def test_summary_lists_requests_without_an_answer(capsys: pytest.CaptureFixture[
 
 
 def test_percentiles_are_nearest_rank() -> None:
-    from asgitrace._cli_report import _percentile
+    from asgitrace.cli._report import _percentile
 
     values = list(range(1, 101))
 
@@ -1058,7 +1058,7 @@ def test_percentiles_are_nearest_rank() -> None:
 
 
 def test_plan_cycles_the_paths_and_picks_the_body_type(tmp_path: Path) -> None:
-    from asgitrace._cli_run import plan_requests
+    from asgitrace.cli._run import plan_requests
 
     body = tmp_path / "form.txt"
     body.write_text("a=1&b=2")
@@ -1108,7 +1108,7 @@ def made_trace(
 
 
 def test_trace_stats_count_real_waits_and_the_longest_block() -> None:
-    from asgitrace._cli_report import trace_stats
+    from asgitrace.cli._report import trace_stats
 
     made = made_trace(
         ("received", 1, {"type": "http", "path": "/made", "method": "GET"}),
@@ -1126,7 +1126,7 @@ def test_trace_stats_count_real_waits_and_the_longest_block() -> None:
 
 
 def test_summary_headline_names_outcomes_and_the_markdown_lists_blocking() -> None:
-    from asgitrace._cli_report import summarize, summary_markdown
+    from asgitrace.cli._report import summarize, summary_markdown
 
     blocked = made_trace(
         ("blocked", 1, {"duration_ns": 3_000_000, "file": "/a.py", "line": 3, "code": "x | y"}),
@@ -1142,7 +1142,7 @@ def test_summary_headline_names_outcomes_and_the_markdown_lists_blocking() -> No
 
 
 def test_lifespan_that_never_answers_is_an_error_and_one_that_hangs_on_shutdown_is_cut() -> None:
-    from asgitrace._cli_app import run_lifespan
+    from asgitrace.cli._app import run_lifespan
 
     async def silent(scope: Any, receive: Any, send: Any) -> None:
         await asyncio.Event().wait()
@@ -1162,7 +1162,7 @@ def test_lifespan_that_never_answers_is_an_error_and_one_that_hangs_on_shutdown_
 
 
 def test_callables_without_a_signature_get_the_benefit_of_the_doubt() -> None:
-    from asgitrace._cli_app import _not_asgi_reason
+    from asgitrace.cli._app import _not_asgi_reason
 
     class Opaque:
         __signature__ = "not a signature"  # what some C extensions' callables amount to
@@ -1202,7 +1202,7 @@ def test_requests_without_an_answer_in_process(
 ) -> None:
     """The same report as over HTTP, measured here (coverage loses track after uvicorn
     and httpx on 3.11)."""
-    from asgitrace import _cli_run
+    from asgitrace.cli import _run as _cli_run
 
     send_requests = _cli_run.send_requests
 

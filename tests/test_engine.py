@@ -16,7 +16,7 @@ from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from asgitrace import EventKind, Trace, TraceMiddleware, Tracer
-from asgitrace._server import running_server
+from asgitrace.cli._server import running_server
 
 DELAY = 0.03
 SLOW = 0.12  # a blocking step, over the 0.05 s threshold used below
@@ -538,15 +538,15 @@ async def test_watched_locals_are_snapshotted_at_suspensions_and_return() -> Non
 async def test_a_failing_probe_disables_itself_and_the_app_is_unaffected(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import asgitrace._log
-    import asgitrace._stepper
+    import asgitrace._support._log
+    import asgitrace.capture._stepper
 
-    monkeypatch.setattr(asgitrace._log, "_reported", set())
+    monkeypatch.setattr(asgitrace._support._log, "_reported", set())
 
     def broken_walk(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("probe bug")
 
-    monkeypatch.setattr(asgitrace._stepper, "walk", broken_walk)
+    monkeypatch.setattr(asgitrace.capture._stepper, "walk", broken_walk)
     app = reference_app()
     tracer = traced(app)
     async with client(app) as c:
@@ -561,16 +561,16 @@ async def test_a_failing_probe_disables_itself_and_the_app_is_unaffected(
 async def test_a_failing_monitoring_callback_never_reaches_the_endpoint(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import asgitrace._entry
-    import asgitrace._log
+    import asgitrace._support._log
+    import asgitrace.capture._entry
 
-    monkeypatch.setattr(asgitrace._log, "_reported", set())
+    monkeypatch.setattr(asgitrace._support._log, "_reported", set())
 
     def broken(*args: Any) -> None:
         raise RuntimeError("callback bug")
 
-    monkeypatch.setattr(asgitrace._entry, "_started", broken)
-    monkeypatch.setattr(asgitrace._entry, "_returned", broken)
+    monkeypatch.setattr(asgitrace.capture._entry, "_started", broken)
+    monkeypatch.setattr(asgitrace.capture._entry, "_returned", broken)
     app = reference_app()
     traced(app)
     async with client(app) as c:

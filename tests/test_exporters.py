@@ -19,8 +19,8 @@ import pytest
 from rich.console import Console
 
 from asgitrace import Trace, TraceMiddleware, Tracer, exporters
-from asgitrace._render import render_trace
 from asgitrace.exporters import JsonlSink, MalformedLine
+from asgitrace.views._render import render_trace
 
 
 async def run_requests(make_app: Any, *paths: str, **options: Any) -> list[Trace]:

@@ -27,10 +27,11 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from rich.console import Console
 from starlette.responses import JSONResponse, Response
 
-from asgitrace import Redactor, Trace, Tracer, _log, instrument, print_trace
-from asgitrace._loopmon import _WATCHDOG, LoopMonitor
-from asgitrace._trace import RESOLVERS, Recorder
+from asgitrace import Redactor, Trace, Tracer, instrument, print_trace
+from asgitrace._support import _log
+from asgitrace.capture._loopmon import _WATCHDOG, LoopMonitor
 from asgitrace.testing import render_text
+from asgitrace.trace._trace import RESOLVERS, Recorder
 
 SETTINGS = settings(
     max_examples=25,
@@ -271,7 +272,7 @@ def test_failing_renderer_falls_back_to_a_plain_event_list(
     def exploding(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("renderer exploded")
 
-    monkeypatch.setattr("asgitrace._render.render_trace", exploding)
+    monkeypatch.setattr("asgitrace.views._render.render_trace", exploding)
     text = render_text(tracer.traces[0])
     again = render_text(tracer.traces[0])
 
@@ -385,12 +386,14 @@ def exploding(*args: Any, **kwargs: Any) -> Any:
 @pytest.mark.parametrize(
     ("target", "component"),
     [
-        pytest.param("asgitrace._taskhook._wrap", "task hook", id="task hook"),
-        pytest.param("asgitrace._middleware.install", "task hook", id="task hook install"),
-        pytest.param("asgitrace._stepper.walk", "coroutine stepper", id="await chain walk"),
-        pytest.param("asgitrace._stepper.await_site", "coroutine stepper", id="await site"),
-        pytest.param("asgitrace._middleware._record_sent", "recording a sent message", id="send"),
-        pytest.param("asgitrace._middleware.message_fields", "recording a", id="messages"),
+        pytest.param("asgitrace.capture._taskhook._wrap", "task hook", id="task hook"),
+        pytest.param("asgitrace.capture._middleware.install", "task hook", id="task hook install"),
+        pytest.param("asgitrace.capture._stepper.walk", "coroutine stepper", id="await chain walk"),
+        pytest.param("asgitrace.capture._stepper.await_site", "coroutine stepper", id="await site"),
+        pytest.param(
+            "asgitrace.capture._middleware._record_sent", "recording a sent message", id="send"
+        ),
+        pytest.param("asgitrace.capture._middleware.message_fields", "recording a", id="messages"),
     ],
 )
 def test_failing_capture_probe_changes_no_response(
@@ -520,7 +523,7 @@ def test_failing_watchdog_stops_itself_and_blocking_is_still_recorded(
         tried.set()
         raise RuntimeError("stack sampling exploded")
 
-    monkeypatch.setattr("asgitrace._loopmon.sample_stack", exploding_sample)
+    monkeypatch.setattr("asgitrace.capture._loopmon.sample_stack", exploding_sample)
     app = FastAPI()
 
     @app.get("/block")
@@ -561,8 +564,8 @@ def test_failing_watchdog_stops_itself_and_blocking_is_still_recorded(
 @pytest.mark.parametrize(
     ("target", "component"),
     [
-        ("asgitrace._entry._started", "entry callback"),
-        ("asgitrace._entry._returned", "return callback"),
+        ("asgitrace.capture._entry._started", "entry callback"),
+        ("asgitrace.capture._entry._returned", "return callback"),
     ],
 )
 def test_failing_monitoring_callback_changes_no_response(

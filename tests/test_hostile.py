@@ -23,7 +23,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.websockets import WebSocket
 
-from asgitrace import Tracer, _log, instrument
+from asgitrace import Tracer, instrument
+from asgitrace._support import _log
 from asgitrace.testing import render_text
 
 SETTINGS = settings(

@@ -22,7 +22,7 @@ import pytest
 from fastapi import FastAPI
 
 from asgitrace import Trace, TraceMiddleware, Tracer
-from asgitrace._html import write_html
+from asgitrace.views._html import write_html
 
 CHROMIUM = shutil.which("chromium")
 TIMEOUT = 30

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from asgitrace import Tracer, instrument
-from asgitrace._demo import reference_app
+from asgitrace.cli._demo import reference_app
 
 STORED_BUDGET = 4096
 """Bytes one stored trace of the reference example may take (issue 8)."""
@@ -99,7 +99,7 @@ async def test_a_finished_request_is_not_kept_alive_by_contexts_copied_during_it
 def test_the_loop_monitor_keeps_its_step_ring_as_plain_ints() -> None:
     # A tuple per step would stay tracked by the garbage collector until the next
     # collection: young collections several times as frequent under load.
-    from asgitrace._loopmon import LoopMonitor
+    from asgitrace.capture._loopmon import LoopMonitor
 
     mon = LoopMonitor(10**9)
     for _ in range(5):

@@ -19,7 +19,7 @@ from fastapi import FastAPI, HTTPException, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 
 from asgitrace import EventKind, Trace, TraceMiddleware, Tracer, instrument
-from asgitrace._log import log_failure
+from asgitrace._support._log import log_failure
 
 DELAY = 0.02
 """Seconds the reference endpoint sleeps: long enough to see, short enough for a fast suite."""
@@ -1123,7 +1123,7 @@ async def test_app_returning_a_plain_awaitable_is_awaited_as_is(
 async def test_failing_task_hook_still_records_the_asgi_messages(
     scope: Any, fake_server: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import asgitrace._middleware as middleware
+    import asgitrace.capture._middleware as middleware
 
     def broken_install(*args: Any) -> None:
         raise RuntimeError("no task factory for you")

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from asgitrace import Redactor
-from asgitrace._redact import DEFAULT_SECRET_HEADERS, REDACTED
-from asgitrace._safe import safe_repr
+from asgitrace._support._redact import DEFAULT_SECRET_HEADERS, REDACTED
+from asgitrace._support._safe import safe_repr
 
 
 @pytest.mark.parametrize("name", sorted(DEFAULT_SECRET_HEADERS))

@@ -28,8 +28,8 @@ from asgitrace import (
     explain,
     print_trace,
 )
-from asgitrace._server import running_server
-from asgitrace._views import execution_steps, key_moments, timeline_lanes, variable_tracker
+from asgitrace.cli._server import running_server
+from asgitrace.views._views import execution_steps, key_moments, timeline_lanes, variable_tracker
 
 DELAY = 0.03
 

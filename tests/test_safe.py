@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from asgitrace._safe import MAX_REPR, safe_repr
+from asgitrace._support._safe import MAX_REPR, safe_repr
 
 
 @pytest.mark.parametrize(

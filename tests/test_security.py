@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from pydantic import BaseModel
 
 from asgitrace import Redactor, Trace, Tracer, explain, instrument
-from asgitrace._redact import DEFAULT_SECRET_HEADERS, REDACTED
-from asgitrace._safe import MAX_REPR
+from asgitrace._support._redact import DEFAULT_SECRET_HEADERS, REDACTED
+from asgitrace._support._safe import MAX_REPR
 from asgitrace.testing import render_text
 
 SETTINGS = settings(

@@ -12,20 +12,20 @@ from typing import Any
 
 import pytest
 
-import asgitrace._log
+import asgitrace._support._log
 from asgitrace import EventKind, Tracer
-from asgitrace._context import CURRENT, task_ref, thread_ref
-from asgitrace._events import TaskRef
-from asgitrace._frames import AppCode, walk
-from asgitrace._loopmon import LoopMonitor, sample_stack
-from asgitrace._stepper import Stepper, entered_fields, ref_of
-from asgitrace._taskhook import install, monitor_of, uninstall
-from asgitrace._trace import RESOLVERS, Recorder
+from asgitrace.capture._context import CURRENT, task_ref, thread_ref
+from asgitrace.capture._loopmon import LoopMonitor, sample_stack
+from asgitrace.capture._stepper import Stepper, entered_fields, ref_of
+from asgitrace.capture._taskhook import install, monitor_of, uninstall
+from asgitrace.trace._events import TaskRef
+from asgitrace.trace._frames import AppCode, walk
+from asgitrace.trace._trace import RESOLVERS, Recorder
 
 
 @pytest.fixture(autouse=True)
 def _fresh_failure_log(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(asgitrace._log, "_reported", set())
+    monkeypatch.setattr(asgitrace._support._log, "_reported", set())
 
 
 def recorder(limit: int = 100, **options: Any) -> Recorder:
@@ -266,7 +266,7 @@ class TestTaskHook:
     async def test_a_broken_hook_hands_the_task_over_unwrapped(
         self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
     ) -> None:
-        import asgitrace._taskhook as hook
+        import asgitrace.capture._taskhook as hook
 
         def broken(*args: Any) -> Any:
             raise RuntimeError("hook bug")
@@ -285,7 +285,7 @@ class TestTaskHook:
         assert "task hook failed" in caplog.text
 
     async def test_non_coroutines_and_steppers_are_not_wrapped_again(self) -> None:
-        import asgitrace._taskhook as hook
+        import asgitrace.capture._taskhook as hook
 
         rec = recorder()
         mon = LoopMonitor(10**9)
@@ -336,7 +336,7 @@ class TestMonitoringCallbacks:
     """The callbacks' bodies, called directly: coverage cannot see inside sys.monitoring."""
 
     def test_entry_and_return_are_recorded_once_per_request(self) -> None:
-        import asgitrace._entry as entry
+        import asgitrace.capture._entry as entry
 
         rec = recorder(watch=("value",))
         token = CURRENT.set(rec)
@@ -361,13 +361,13 @@ class TestMonitoringCallbacks:
         assert RESOLVERS["returned"](rec.events[1][5], None)["value"] == "7"
 
     def test_callbacks_do_nothing_outside_a_traced_request(self) -> None:
-        import asgitrace._entry as entry
+        import asgitrace.capture._entry as entry
 
         entry._started(sleeper.__code__)
         entry._returned(sleeper.__code__, 1)
 
     def test_entry_in_a_worker_thread_names_the_thread(self) -> None:
-        import asgitrace._entry as entry
+        import asgitrace.capture._entry as entry
 
         rec = recorder()
 
@@ -388,7 +388,7 @@ class TestMonitoringCallbacks:
     def test_an_endpoint_equal_to_one_watched_before_is_watched_too(self) -> None:
         # The same source compiled twice (a reloaded module, a test app rebuilt) gives
         # equal but distinct code objects: each needs its own events.
-        import asgitrace._entry as entry
+        import asgitrace.capture._entry as entry
 
         source = "async def endpoint():\n    return {'ok': True}\n"
         first: dict[str, Any] = {}
@@ -406,7 +406,7 @@ class TestMonitoringCallbacks:
     def test_every_tool_id_taken_leaves_entry_derived(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        import asgitrace._entry as entry
+        import asgitrace.capture._entry as entry
 
         monkeypatch.setattr(entry, "_tool", None)
         monkeypatch.setattr(sys.monitoring, "get_tool", lambda tool: "someone else")
@@ -433,7 +433,7 @@ class TestMonitoringCallbacks:
     ],
 )
 def test_await_targets_end_where_the_expression_does(line: str, target: str | None) -> None:
-    from asgitrace._frames import _target_from_source
+    from asgitrace.trace._frames import _target_from_source
 
     assert _target_from_source(line) == target
 

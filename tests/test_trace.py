@@ -29,8 +29,8 @@ from asgitrace import (
     instrument,
     print_trace,
 )
-from asgitrace._render import describe_event, render_events
-from asgitrace._trace import RESOLVERS
+from asgitrace.trace._trace import RESOLVERS
+from asgitrace.views._render import describe_event, render_events
 
 TASK = TaskRef(1, "Task-1")
 OTHER = TaskRef(2, "worker")

@@ -56,7 +56,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocketDisconnect
 
 from asgitrace import Trace, TraceMiddleware, Tracer, instrument
-from asgitrace._server import running_server
+from asgitrace.cli._server import running_server
 
 SETTINGS = settings(
     max_examples=25,

@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from websockets.asyncio.client import connect
 
 from asgitrace import Trace, Tracer, instrument
-from asgitrace._server import running_server
+from asgitrace.cli._server import running_server
 
 DELAY = 0.02
 BODY_MARKER = "BODY-MARKER-uvicorn-41c8"
@@ -246,7 +246,7 @@ async def test_server_that_does_not_start_in_time_raises_timeout_error() -> None
 PORT_IN_USE = dedent(
     """\
     import asyncio, socket
-    from asgitrace._server import running_server
+    from asgitrace.cli._server import running_server
 
     async def app(scope, receive, send):
         pass

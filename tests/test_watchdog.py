@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-import asgitrace._loopmon as loopmon
-from asgitrace._loopmon import _NEVER, _WATCHDOG, LoopMonitor
+import asgitrace.capture._loopmon as loopmon
+from asgitrace.capture._loopmon import _NEVER, _WATCHDOG, LoopMonitor
 
 
 @pytest.fixture(autouse=True)

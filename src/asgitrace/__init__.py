@@ -9,16 +9,16 @@ Layers (imports point downward only): ``_types``/``_events`` (data) → ``_conte
 from __future__ import annotations
 
 from . import exporters, testing
-from ._errors import AsgiTraceError, TraceOrderError
-from ._events import Event, EventKind, TaskRef
-from ._explain import explain
-from ._frames import default_is_app_file
-from ._middleware import TraceMiddleware, instrument
-from ._redact import Redactor
-from ._render import THEME, ExecutionTable, KeyMoments, Timeline, VariableTracker, print_trace
-from ._trace import Trace
-from ._tracer import Tracer
+from ._support._errors import AsgiTraceError, TraceOrderError
+from ._support._redact import Redactor
 from ._version import __version__
+from .capture._middleware import TraceMiddleware, instrument
+from .capture._tracer import Tracer
+from .trace._events import Event, EventKind, TaskRef
+from .trace._frames import default_is_app_file
+from .trace._trace import Trace
+from .views._explain import explain
+from .views._render import THEME, ExecutionTable, KeyMoments, Timeline, VariableTracker, print_trace
 
 __all__ = [
     "AsgiTraceError",
@@ -46,6 +46,6 @@ __all__ = [
 
 for _name in __all__:
     _obj = globals()[_name]
-    if isinstance(_obj, type | type(explain)) and _obj.__module__.startswith("asgitrace._"):
+    if isinstance(_obj, type | type(explain)) and _obj.__module__.startswith("asgitrace."):
         _obj.__module__ = "asgitrace"
 del _name, _obj

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar, final
 
-from ._html import to_html, write_html
-from ._log import LOGGER, log_failure
-from ._trace import SCHEMA_VERSION, Trace
+from ._support._log import LOGGER, log_failure
+from .trace._trace import SCHEMA_VERSION, Trace
+from .views._html import to_html, write_html
 
 if TYPE_CHECKING:
     from types import TracebackType

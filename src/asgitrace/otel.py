@@ -40,21 +40,21 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from ._context import CURRENT, task_ref
-from ._events import EventKind
-from ._log import log_failure
+from ._support._log import log_failure
 from ._version import __version__
+from .capture._context import CURRENT, task_ref
 from .exporters import _Offload
+from .trace._events import EventKind
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, TracerProvider
     from opentelemetry.util.types import AttributeValue
 
-    from ._events import Event
-    from ._trace import Trace
-    from ._tracer import Tracer
-    from ._types import ASGIApp, Receive, Scope, Send
+    from ._support._types import ASGIApp, Receive, Scope, Send
+    from .capture._tracer import Tracer
+    from .trace._events import Event
+    from .trace._trace import Trace
 
 __all__ = ["OTelExporter", "instrument_otel"]
 
@@ -537,7 +537,7 @@ def instrument_otel(
             "instrument_otel() needs OpenTelemetry's ASGI instrumentation: "
             "pip install opentelemetry-instrumentation-asgi"
         ) from exc
-    from ._middleware import TraceMiddleware
+    from .capture._middleware import TraceMiddleware
 
     traced = TraceMiddleware(app) if tracer is None else TraceMiddleware(app, tracer=tracer)
     exporter = exporter if exporter is not None else OTelExporter(tracer_provider)

@@ -23,12 +23,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeAlias
 
-from ._errors import AsgiTraceError, TraceOrderError
-from ._events import Event
-from ._log import log_failure
-from ._match import Mismatch, Pattern, Step, match_order, mismatch_text, step_text
-from ._trace import Trace
-from ._tracer import Tracer
+from ._support._errors import AsgiTraceError, TraceOrderError
+from ._support._log import log_failure
+from .capture._tracer import Tracer
+from .trace._events import Event
+from .trace._match import Mismatch, Pattern, Step, match_order, mismatch_text, step_text
+from .trace._trace import Trace
 
 __all__ = [
     "AwaitStep",
@@ -96,7 +96,7 @@ def render_text(trace: Trace, *, width: int = 100) -> str:
     try:
         from rich.console import Console
 
-        from ._render import render_trace
+        from .views._render import render_trace
 
         console = Console(
             file=io.StringIO(),

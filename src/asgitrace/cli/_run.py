@@ -13,12 +13,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from ._cli_app import CliError, run_lifespan, with_state
+from ._app import CliError, run_lifespan, with_state
 
 if TYPE_CHECKING:
     import httpx
 
-    from ._types import ASGIApp
+    from .._support._types import ASGIApp
 
 __all__ = ["RequestSpec", "RunResult", "plan_requests", "send_requests"]
 

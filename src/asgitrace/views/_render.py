@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.theme import Theme
 
-from ._events import Event, EventKind
+from ..trace._events import Event, EventKind
 from ._views import (
     execution_steps,
     fmt_bytes,
@@ -32,7 +32,7 @@ from ._views import (
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from ._trace import Trace
+    from ..trace._trace import Trace
 
 __all__ = [
     "THEME",
@@ -385,13 +385,13 @@ def print_trace(trace: Trace, console: Console | None = None, *, ascii: bool = F
 if __name__ == "__main__":  # pragma: no cover
     import asyncio as _asyncio
 
-    from ._demo import reference_app
-    from ._middleware import instrument
+    from ..capture._middleware import instrument
+    from ..cli._demo import reference_app
 
     async def _main() -> None:
         import httpx
 
-        from ._tracer import Tracer
+        from ..capture._tracer import Tracer
 
         tracer = Tracer()
         app = instrument(reference_app(0.2), tracer=tracer)

@@ -11,15 +11,15 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias, final
 
-from ._frames import AppCode, snapshot
-from ._log import log_failure
-from ._redact import Redactor
-from ._trace import Recorder, Trace
+from .._support._log import log_failure
+from .._support._redact import Redactor
+from ..trace._frames import AppCode, snapshot
+from ..trace._trace import Recorder, Trace
 
 if TYPE_CHECKING:
     import asyncio
 
-    from ._types import Clock
+    from .._support._types import Clock
 
 __all__ = ["OnTrace", "Tracer"]
 

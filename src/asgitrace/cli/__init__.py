@@ -30,9 +30,14 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from . import __version__, exporters
-from ._cli_app import CliError, find_tracer, load_app
-from ._cli_report import (
+from .. import __version__, exporters
+from ..capture._middleware import TraceMiddleware, instrument
+from ..capture._tracer import Tracer
+from ..trace._frames import default_is_app_file
+from ..views._explain import explain
+from ..views._render import THEME, Timeline, print_trace, render_trace
+from ._app import CliError, find_tracer, load_app
+from ._report import (
     SummaryView,
     printable,
     read_traces,
@@ -40,18 +45,13 @@ from ._cli_report import (
     summarize,
     summary_markdown,
 )
-from ._explain import explain
-from ._frames import default_is_app_file
-from ._middleware import TraceMiddleware, instrument
-from ._render import THEME, Timeline, print_trace, render_trace
-from ._tracer import Tracer
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from ._trace import Trace
-    from ._types import ASGIApp
-    from .exporters import MalformedLine
+    from .._support._types import ASGIApp
+    from ..exporters import MalformedLine
+    from ..trace._trace import Trace
 
 __all__ = ["CliError", "main"]
 
@@ -413,7 +413,7 @@ def _text_report(
         return "".join(exporters.to_json(t) + "\n" for t in traces)
     if args.format == "html":
         try:
-            from ._html import to_html
+            from ..views._html import to_html
         except ImportError as exc:  # pragma: no cover - only in builds without the page
             raise CliError("--format html is not available in this version") from exc
         return to_html(traces)
@@ -478,7 +478,7 @@ def _progress(total: int) -> Iterator[Callable[[], object]]:
 
 
 def _trace(args: argparse.Namespace, console: Console) -> int:
-    from ._cli_run import plan_requests, send_requests
+    from ._run import plan_requests, send_requests
 
     plan = plan_requests(
         args.paths,

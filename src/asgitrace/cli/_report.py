@@ -21,17 +21,17 @@ from typing import TYPE_CHECKING, Final
 from rich.table import Table
 from rich.text import Text
 
-from . import exporters
-from ._cli_app import CliError
-from ._events import EventKind
-from ._render import _box, _style
-from ._trace import Trace
-from ._views import fmt_duration
+from .. import exporters
+from ..trace._events import EventKind
+from ..trace._trace import Trace
+from ..views._render import _box, _style
+from ..views._views import fmt_duration
+from ._app import CliError
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
 
-    from .exporters import MalformedLine
+    from ..exporters import MalformedLine
 
 __all__ = [
     "Summary",

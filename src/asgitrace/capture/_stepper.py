@@ -24,18 +24,18 @@ from collections.abc import Coroutine, Generator, Mapping
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, final
 
+from .._support._log import log_failure
+from ..trace._events import EventKind, TaskRef
+from ..trace._frames import await_site, walk
+from ..trace._trace import RESOLVERS, _seq, code_id
 from ._context import new_task_ref, task_ref
-from ._events import EventKind, TaskRef
-from ._frames import await_site, walk
-from ._log import log_failure
 from ._loopmon import OtherWork
-from ._trace import RESOLVERS, _seq, code_id
 
 if TYPE_CHECKING:
     from types import CodeType, FrameType, TracebackType
 
+    from ..trace._trace import Recorder
     from ._loopmon import LoopMonitor
-    from ._trace import Recorder
 
 __all__ = ["Stepper"]
 

@@ -13,16 +13,16 @@ from collections.abc import Callable, Mapping, Sequence
 from types import CodeType, MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, final
 
-from ._context import new_task_ref
+from .._support._log import log_failure
+from .._support._safe import safe_repr
+from ..capture._context import new_task_ref
 from ._events import Event, EventKind, TaskRef
-from ._log import log_failure
 from ._match import Step, find_order
-from ._safe import safe_repr
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from ._tracer import Tracer
+    from ..capture._tracer import Tracer
 
 __all__ = [
     "CONTEXTS",
@@ -583,7 +583,7 @@ class Trace:
             raise ValueError(f"not a trace dictionary: {exc!r}") from exc
 
     def __rich__(self) -> RenderableType:
-        from ._render import render_trace  # rich is imported only when a trace is rendered
+        from ..views._render import render_trace  # rich is imported only when a trace is rendered
 
         return render_trace(self)
 

@@ -41,12 +41,12 @@ from collections.abc import Mapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
-from ._events import EventKind, TaskRef
-from ._log import log_failure
-from ._trace import CONTEXTS, RESOLVERS
+from .._support._log import log_failure
+from ..trace._events import EventKind, TaskRef
+from ..trace._trace import CONTEXTS, RESOLVERS
 
 if TYPE_CHECKING:
-    from ._trace import Recorder
+    from ..trace._trace import Recorder
 
 __all__ = ["RING", "LoopMonitor", "OtherWork", "sample_stack"]
 
@@ -221,7 +221,7 @@ class LoopMonitor:
 
 
 def _resolve_blocked(raw: tuple[Any, ...], context: Any) -> Mapping[str, Any]:
-    from ._frames import source_line
+    from ..trace._frames import source_line
 
     _, duration, started, stack, culprit, late = raw
     fields: dict[str, Any] = {"duration_ns": duration, "started_ns": started, "stack": stack}

@@ -25,8 +25,8 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, TypeAlias
 
-from ._trace import Trace
-from ._version import __version__
+from .._version import __version__
+from ..trace._trace import Trace
 from ._views import (
     Lane,
     Step,

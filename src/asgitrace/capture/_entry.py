@@ -18,14 +18,14 @@ from collections.abc import Iterable, Mapping
 from types import CodeType
 from typing import TYPE_CHECKING, Any, Final
 
+from .._support._log import log_failure
+from ..trace._events import EventKind, TaskRef
+from ..trace._trace import RESOLVERS, code_id, pairs_of
 from ._context import CURRENT, thread_ref
-from ._events import EventKind, TaskRef
-from ._log import log_failure
 from ._stepper import endpoint_code, ref_of
-from ._trace import RESOLVERS, code_id, pairs_of
 
 if TYPE_CHECKING:
-    from ._trace import Recorder
+    from ..trace._trace import Recorder
 
 __all__ = ["AVAILABLE", "endpoints_of", "watch", "watch_endpoint"]
 

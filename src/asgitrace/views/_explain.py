@@ -16,7 +16,7 @@ from ._views import (
 )
 
 if TYPE_CHECKING:
-    from ._trace import Trace
+    from ..trace._trace import Trace
 
 __all__ = ["explain"]
 

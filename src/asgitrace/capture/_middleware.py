@@ -6,19 +6,19 @@ import asyncio
 import inspect
 from typing import TYPE_CHECKING, Any, final, overload
 
+from .._support._log import log_failure
+from ..trace._events import EventKind
+from ..trace._trace import RESOLVERS, Recorder, end_fields, ends_response, message_fields
 from . import _entry
 from ._context import CURRENT
-from ._events import EventKind
-from ._log import log_failure
 from ._stepper import Stepper, endpoint_code, entered_fields
 from ._taskhook import install, monitor_of
-from ._trace import RESOLVERS, Recorder, end_fields, ends_response, message_fields
 from ._tracer import Tracer
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from ._types import ASGIApp, Message, Receive, Scope, Send
+    from .._support._types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["TraceMiddleware", "instrument"]
 

@@ -19,7 +19,7 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from ._log import log_failure
+from .._support._log import log_failure
 from ._trace import RESOLVERS, code_id, code_of, pairs_of
 
 __all__ = [
@@ -44,7 +44,8 @@ def _library_roots() -> tuple[str, ...]:
         if path:
             roots.add(os.path.realpath(path) + os.sep)
             roots.add(path + os.sep)
-    roots.add(os.path.dirname(os.path.abspath(__file__)) + os.sep)  # asgitrace itself
+    here = os.path.dirname(os.path.abspath(__file__))
+    roots.add(os.path.dirname(here) + os.sep)  # asgitrace itself (this file is in asgitrace/trace/)
     return tuple(sorted(roots))
 
 
@@ -381,7 +382,7 @@ def snapshot(
     names: tuple[str, ...], redactor: Any, frames: list[types.FrameType]
 ) -> dict[str, str]:
     """Bounded, redacted reprs of the watched *names*, innermost app frame first."""
-    from ._redact import REDACTED
+    from .._support._redact import REDACTED
 
     out: dict[str, str] = {}
     for frame in reversed(frames):
