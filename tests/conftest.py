@@ -14,8 +14,21 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI, HTTPException
+from hypothesis import HealthCheck, settings
 
 from asgitrace._support import _log
+
+# The one hypothesis profile of the suite (the property tests in tests/properties/): few
+# examples, reproducible, no example database, no deadline on a loaded 2-core machine.
+settings.register_profile(
+    "asgitrace",
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile("asgitrace")
 
 Message = dict[str, Any]
 

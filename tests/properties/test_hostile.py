@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import given, strategies as st
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.websockets import WebSocket
@@ -26,14 +26,6 @@ from starlette.websockets import WebSocket
 from asgitrace import Tracer, instrument
 from asgitrace._support import _log
 from asgitrace.testing import render_text
-
-SETTINGS = settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 
 
 class ServerError(Exception):
@@ -225,7 +217,6 @@ async def play(app: Any, script: Script) -> Observed:
     return observed
 
 
-@SETTINGS
 @given(script=scripts)
 def test_malformed_messages_and_scopes_reach_app_and_server_as_untraced(
     script: Script, caplog: pytest.LogCaptureFixture

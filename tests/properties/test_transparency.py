@@ -46,7 +46,7 @@ from fastapi import (
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import given, strategies as st
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -57,14 +57,6 @@ from starlette.websockets import WebSocketDisconnect
 
 from asgitrace import Trace, TraceMiddleware, Tracer, instrument
 from asgitrace.cli._server import running_server
-
-SETTINGS = settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 
 Outcome = tuple[Any, ...]
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
@@ -564,7 +556,6 @@ def assert_one_trace_per_request(tracer: Tracer, reqs: list[Req], before: int) -
 # --- Differential tests ------------------------------------------------------------------------
 
 
-@SETTINGS
 @given(reqs=st.lists(requests(), min_size=1, max_size=4), base_middleware=st.booleans())
 def test_generated_requests_are_answered_identically_with_tracing_outside_and_inside(
     reqs: list[Req], base_middleware: bool
@@ -592,7 +583,6 @@ def test_generated_requests_are_answered_identically_with_tracing_outside_and_in
     assert_one_trace_per_request(inside.tracer, reqs, before)
 
 
-@SETTINGS
 @given(reqs=st.lists(requests(), min_size=2, max_size=6))
 def test_generated_requests_sent_concurrently_get_the_same_answers(reqs: list[Req]) -> None:
     """Concurrency must not make traced requests see each other's state."""
@@ -675,7 +665,6 @@ async def drive_websocket(
     return sent, None
 
 
-@SETTINGS
 @given(
     incoming=ws_client_messages,
     query=st.sampled_from([b"", b"first=close", b"subprotocol=chat"]),

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import given, strategies as st
 from rich.console import Console
 from starlette.responses import JSONResponse, Response
 
@@ -33,13 +33,6 @@ from asgitrace.capture._loopmon import _WATCHDOG, LoopMonitor
 from asgitrace.testing import render_text
 from asgitrace.trace._trace import RESOLVERS, Recorder
 
-SETTINGS = settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 SECRET = "s3cr3t-fault-0b5e"
 Outcome = tuple[Any, ...]
 
@@ -470,7 +463,6 @@ class FailingClock:
         return time.perf_counter_ns()
 
 
-@SETTINGS
 @given(fail_at=st.integers(1, 120), once=st.booleans())
 def test_clock_failing_at_any_reading_changes_no_response(
     fail_at: int, once: bool, failures: Failures

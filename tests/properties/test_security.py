@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import given, strategies as st
 from pydantic import BaseModel
 
 from asgitrace import Redactor, Trace, Tracer, explain, instrument
@@ -30,13 +30,6 @@ from asgitrace._support._redact import DEFAULT_SECRET_HEADERS, REDACTED
 from asgitrace._support._safe import MAX_REPR
 from asgitrace.testing import render_text
 
-SETTINGS = settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 _markers = itertools.count()
 
 
@@ -180,7 +173,6 @@ secret_names = st.builds(
 plain_names = st.sampled_from(["page", "q", "x-request-id", "accept-language", "sort", "x-trace"])
 
 
-@SETTINGS
 @given(
     secret=st.lists(secret_names, min_size=1, max_size=4, unique_by=str.lower),
     plain=st.lists(plain_names, max_size=3, unique=True),
