@@ -178,7 +178,7 @@ def test_render_text_falls_back_to_a_list_of_events_when_rendering_fails(
     def broken(trace: Trace) -> Any:
         raise RuntimeError("renderer bug")
 
-    monkeypatch.setattr("asgitrace.views._render.render_trace", broken)
+    monkeypatch.setattr("asgitrace.views.render_trace", broken)
 
     text = render_text(reference)
     render_text(reference)

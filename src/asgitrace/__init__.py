@@ -9,16 +9,19 @@ Layers (imports point downward only): ``_types``/``_events`` (data) → ``_conte
 from __future__ import annotations
 
 from . import exporters, testing
-from ._support._errors import AsgiTraceError, TraceOrderError
-from ._support._redact import Redactor
+from ._support import AsgiTraceError, Redactor, TraceOrderError
 from ._version import __version__
-from .capture._middleware import TraceMiddleware, instrument
-from .capture._tracer import Tracer
-from .trace._events import Event, EventKind, TaskRef
-from .trace._frames import default_is_app_file
-from .trace._trace import Trace
-from .views._explain import explain
-from .views._render import THEME, ExecutionTable, KeyMoments, Timeline, VariableTracker, print_trace
+from .capture import TraceMiddleware, Tracer, default_is_app_file, instrument
+from .trace import Event, EventKind, TaskRef, Trace
+from .views import (
+    THEME,
+    ExecutionTable,
+    KeyMoments,
+    Timeline,
+    VariableTracker,
+    explain,
+    print_trace,
+)
 
 __all__ = [
     "AsgiTraceError",

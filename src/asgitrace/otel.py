@@ -40,21 +40,20 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from ._support._log import log_failure
+from ._support import log_failure
 from ._version import __version__
-from .capture._context import CURRENT, task_ref
-from .exporters import _Offload
-from .trace._events import EventKind
+from .capture import CURRENT, task_ref
+from .export import Offload as _Offload  # the shared worker (public in export)
+from .trace import EventKind
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, TracerProvider
     from opentelemetry.util.types import AttributeValue
 
-    from ._support._types import ASGIApp, Receive, Scope, Send
-    from .capture._tracer import Tracer
-    from .trace._events import Event
-    from .trace._trace import Trace
+    from ._support import ASGIApp, Receive, Scope, Send
+    from .capture import Tracer
+    from .trace import Event, Trace
 
 __all__ = ["OTelExporter", "instrument_otel"]
 
@@ -537,7 +536,7 @@ def instrument_otel(
             "instrument_otel() needs OpenTelemetry's ASGI instrumentation: "
             "pip install opentelemetry-instrumentation-asgi"
         ) from exc
-    from .capture._middleware import TraceMiddleware
+    from .capture import TraceMiddleware
 
     traced = TraceMiddleware(app) if tracer is None else TraceMiddleware(app, tracer=tracer)
     exporter = exporter if exporter is not None else OTelExporter(tracer_provider)

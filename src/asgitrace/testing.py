@@ -23,12 +23,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeAlias
 
-from ._support._errors import AsgiTraceError, TraceOrderError
-from ._support._log import log_failure
-from .capture._tracer import Tracer
-from .trace._events import Event
-from .trace._match import Mismatch, Pattern, Step, match_order, mismatch_text, step_text
-from .trace._trace import Trace
+from ._support import AsgiTraceError, TraceOrderError, log_failure
+from .capture import Tracer
+from .trace import Event, Mismatch, Pattern, Step, Trace, match_order, mismatch_text, step_text
 
 __all__ = [
     "AwaitStep",
@@ -96,7 +93,7 @@ def render_text(trace: Trace, *, width: int = 100) -> str:
     try:
         from rich.console import Console
 
-        from .views._render import render_trace
+        from .views import render_trace
 
         console = Console(
             file=io.StringIO(),

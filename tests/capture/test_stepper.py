@@ -16,11 +16,12 @@ import asgitrace._support._log
 from asgitrace import EventKind, Tracer
 from asgitrace.capture._context import CURRENT, task_ref, thread_ref
 from asgitrace.capture._loopmon import LoopMonitor, sample_stack
-from asgitrace.capture._stepper import Stepper, entered_fields, ref_of
+from asgitrace.capture._recorder import Recorder
+from asgitrace.capture._stepper import Stepper, ref_of
 from asgitrace.capture._taskhook import install, monitor_of, uninstall
+from asgitrace.capture._walk import AppCode, walk
 from asgitrace.trace._events import TaskRef
-from asgitrace.trace._frames import AppCode, walk
-from asgitrace.trace._trace import RESOLVERS, Recorder
+from asgitrace.trace.codec import DECODERS, entered_fields
 
 
 @pytest.fixture(autouse=True)
@@ -147,7 +148,7 @@ class TestStepperRecording:
         )
         with pytest.raises(ValueError, match="x"):
             await task
-        fields = RESOLVERS["task_done"](rec.events[-1][5], None)
+        fields = DECODERS["task_done"](rec.events[-1][5], None)
         assert fields == {"outcome": "failed", "exception": "ValueError"}
 
     async def test_events_past_the_cap_are_counted_not_stored(self) -> None:
@@ -187,7 +188,7 @@ class TestStepperRecording:
 
     def test_the_entry_of_an_unknown_endpoint_is_only_marked_derived(self) -> None:
         raw = entered_fields(None, derived=True)
-        assert RESOLVERS["entered"](raw, None) == {"derived": True}
+        assert DECODERS["entered"](raw, None) == {"derived": True}
 
 
 class TestIdentities:
@@ -357,8 +358,8 @@ class TestMonitoringCallbacks:
             CURRENT.reset(token)
         kinds = [e[2] for e in rec.events]
         assert kinds == ["entered", "returned"]
-        assert RESOLVERS["entered"](rec.events[0][5], None)["derived"] is False
-        assert RESOLVERS["returned"](rec.events[1][5], None)["value"] == "7"
+        assert DECODERS["entered"](rec.events[0][5], None)["derived"] is False
+        assert DECODERS["returned"](rec.events[1][5], None)["value"] == "7"
 
     def test_callbacks_do_nothing_outside_a_traced_request(self) -> None:
         import asgitrace.capture._entry as entry
@@ -383,7 +384,7 @@ class TestMonitoringCallbacks:
         worker.join()
         [entered] = rec.events
         assert entered[4] == "AnyIO worker thread"
-        assert RESOLVERS["entered"](entered[5], None)["thread"] == "AnyIO worker thread"
+        assert DECODERS["entered"](entered[5], None)["thread"] == "AnyIO worker thread"
 
     def test_an_endpoint_equal_to_one_watched_before_is_watched_too(self) -> None:
         # The same source compiled twice (a reloaded module, a test app rebuilt) gives
@@ -433,9 +434,9 @@ class TestMonitoringCallbacks:
     ],
 )
 def test_await_targets_end_where_the_expression_does(line: str, target: str | None) -> None:
-    from asgitrace.trace._frames import _target_from_source
+    from asgitrace.trace._source import target_from_source
 
-    assert _target_from_source(line) == target
+    assert target_from_source(line) == target
 
 
 def test_watched_variables_named_like_a_task_ref_survive_a_round_trip() -> None:

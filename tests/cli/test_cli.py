@@ -23,8 +23,8 @@ from rich.console import Console
 import asgitrace
 from asgitrace import cli, exporters
 from asgitrace.cli._demo import blocking_app, reference_app
-from asgitrace.cli._report import TraceStats
 from asgitrace.cli._run import RequestSpec
+from asgitrace.views._summary import TraceStats
 
 
 @pytest.fixture(autouse=True)
@@ -1003,7 +1003,7 @@ class TestServe:
 
 
 def test_request_line_escapes_control_characters_and_names_a_failure() -> None:
-    from asgitrace.cli._report import request_line
+    from asgitrace.views._summary import request_line
 
     tracer = asgitrace.Tracer()
 
@@ -1031,7 +1031,7 @@ def test_request_line_escapes_control_characters_and_names_a_failure() -> None:
 
 
 def test_summary_lists_requests_without_an_answer(capsys: pytest.CaptureFixture[str]) -> None:
-    from asgitrace.cli._report import SummaryView, summarize, summary_markdown
+    from asgitrace.views._summary import SummaryView, summarize, summary_markdown
 
     traces = asyncio.run(_two_quick_traces(False, 0.0, 2))
     errors = [f"GET /x{n}: ReadTimeout: timed out" for n in range(5)]
@@ -1049,7 +1049,7 @@ def test_summary_lists_requests_without_an_answer(capsys: pytest.CaptureFixture[
 
 
 def test_percentiles_are_nearest_rank() -> None:
-    from asgitrace.cli._report import _percentile
+    from asgitrace.views._summary import _percentile
 
     values = list(range(1, 101))
 
@@ -1108,7 +1108,7 @@ def made_trace(
 
 
 def test_trace_stats_count_real_waits_and_the_longest_block() -> None:
-    from asgitrace.cli._report import trace_stats
+    from asgitrace.views._summary import trace_stats
 
     made = made_trace(
         ("received", 1, {"type": "http", "path": "/made", "method": "GET"}),
@@ -1126,7 +1126,7 @@ def test_trace_stats_count_real_waits_and_the_longest_block() -> None:
 
 
 def test_summary_headline_names_outcomes_and_the_markdown_lists_blocking() -> None:
-    from asgitrace.cli._report import summarize, summary_markdown
+    from asgitrace.views._summary import summarize, summary_markdown
 
     blocked = made_trace(
         ("blocked", 1, {"duration_ns": 3_000_000, "file": "/a.py", "line": 3, "code": "x | y"}),

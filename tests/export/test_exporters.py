@@ -19,6 +19,7 @@ import pytest
 from rich.console import Console
 
 from asgitrace import Trace, TraceMiddleware, Tracer, exporters
+from asgitrace.export import _offload
 from asgitrace.exporters import JsonlSink, MalformedLine
 from asgitrace.views._render import render_trace
 
@@ -298,7 +299,7 @@ def test_sink_drops_and_counts_when_its_queue_is_full(
         assert release.wait(10)
         return real(trace, indent=indent)
 
-    monkeypatch.setattr(exporters, "to_json", slow_to_json)
+    monkeypatch.setattr("asgitrace.export._sink.to_json", slow_to_json)
     sink = JsonlSink(tmp_path / "sink.jsonl", max_queue=1)
     sinks.append(sink)
     sink(hand_built("1"))
@@ -330,7 +331,7 @@ def test_sink_close_counts_traces_that_raced_in_after_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sink = JsonlSink(tmp_path / "sink.jsonl")
-    flush_marker = exporters._Flush()
+    flush_marker = _offload._Flush()
     # As if another thread queued a trace and a flush just after close() queued its stop.
     real_put = sink._worker._queue.put
 
@@ -356,7 +357,7 @@ def test_sink_survives_a_trace_it_cannot_serialise(
             raise RuntimeError("cannot")
         return real(trace, indent=indent)
 
-    monkeypatch.setattr(exporters, "to_json", picky)
+    monkeypatch.setattr("asgitrace.export._sink.to_json", picky)
     with caplog.at_level(logging.ERROR, logger="asgitrace"), JsonlSink(tmp_path / "s") as sink:
         sink(hand_built("bad"))
         sink(hand_built("good"))

@@ -30,8 +30,9 @@ from starlette.responses import JSONResponse, Response
 from asgitrace import Redactor, Trace, Tracer, instrument, print_trace
 from asgitrace._support import _log
 from asgitrace.capture._loopmon import _WATCHDOG, LoopMonitor
+from asgitrace.capture._recorder import Recorder
 from asgitrace.testing import render_text
-from asgitrace.trace._trace import RESOLVERS, Recorder
+from asgitrace.trace.codec import DECODERS
 
 SECRET = "s3cr3t-fault-0b5e"
 Outcome = tuple[Any, ...]
@@ -265,7 +266,7 @@ def test_failing_renderer_falls_back_to_a_plain_event_list(
     def exploding(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("renderer exploded")
 
-    monkeypatch.setattr("asgitrace.views._render.render_trace", exploding)
+    monkeypatch.setattr("asgitrace.views.render_trace", exploding)
     text = render_text(tracer.traces[0])
     again = render_text(tracer.traces[0])
 
@@ -281,7 +282,7 @@ def test_failing_event_resolver_leaves_the_event_unresolved(
     def exploding(raw: tuple[Any, ...], context: Any) -> Any:
         raise RuntimeError("resolver exploded")
 
-    monkeypatch.setitem(RESOLVERS, "awaiting", exploding)
+    monkeypatch.setitem(DECODERS, "awaiting", exploding)
     tracer = Tracer()
     assert run(instrument(build_app(), tracer=tracer)) == expected_outcomes()
 

@@ -19,9 +19,9 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import StreamingResponse
 
 from asgitrace import Trace, Tracer, instrument
+from asgitrace.capture._recorder import Recorder
 from asgitrace.capture._stepper import Stepper
 from asgitrace.cli._server import running_server
-from asgitrace.trace._trace import Recorder
 
 TIMEOUT = 30.0
 """Upper bound for any wait; a healthy run of the whole file takes a few seconds."""

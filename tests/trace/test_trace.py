@@ -29,7 +29,7 @@ from asgitrace import (
     instrument,
     print_trace,
 )
-from asgitrace.trace._trace import RESOLVERS
+from asgitrace.trace.codec import DECODERS
 from asgitrace.views._render import describe_event, render_events
 
 TASK = TaskRef(1, "Task-1")
@@ -217,7 +217,7 @@ def test_lazy_fields_are_resolved_on_first_read_and_only_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     resolutions = Resolutions()
-    monkeypatch.setitem(RESOLVERS, "test-await", resolutions)
+    monkeypatch.setitem(DECODERS, "test-await", resolutions)
     trace = make_trace((EventKind.AWAITING, ("test-await", 12)))
 
     assert trace.kinds[0] == EventKind.AWAITING  # kinds do not resolve details
@@ -233,7 +233,7 @@ def test_lazy_fields_are_resolved_on_first_read_and_only_once(
 def test_lazy_fields_that_fail_to_resolve_are_marked_and_logged(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(RESOLVERS, "test-broken", broken_resolver)
+    monkeypatch.setitem(DECODERS, "test-broken", broken_resolver)
     trace = make_trace(
         (EventKind.AWAITING, ("test-broken", 1)),
         (EventKind.AWAITING, ("test-broken", 2)),

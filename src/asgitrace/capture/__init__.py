@@ -2,9 +2,22 @@
 stepper, the task hook, the loop monitor and its watchdog, the await-chain walk and
 ``sys.monitoring``.
 
-It writes raw records through the model (`asgitrace.trace`) and never imports the views.
+It writes raw records through the model's codec (`asgitrace.trace.codec`) and never
+imports the views: a recorder closes into a self-contained record.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from ._context import CURRENT, task_ref
+from ._middleware import TraceMiddleware, instrument
+from ._tracer import Tracer
+from ._walk import default_is_app_file
+
+__all__ = [
+    "CURRENT",
+    "TraceMiddleware",
+    "Tracer",
+    "default_is_app_file",
+    "instrument",
+    "task_ref",
+]

@@ -8,10 +8,10 @@ import weakref
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
-from ..trace._events import TaskRef
+from ..trace import TaskRef
 
 if TYPE_CHECKING:
-    from ..trace._trace import Recorder
+    from ._recorder import Recorder
 
 __all__ = ["CURRENT", "new_task_ref", "task_ref", "thread_ref"]
 

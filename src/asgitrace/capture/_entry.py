@@ -18,14 +18,14 @@ from collections.abc import Iterable, Mapping
 from types import CodeType
 from typing import TYPE_CHECKING, Any, Final
 
-from .._support._log import log_failure
-from ..trace._events import EventKind, TaskRef
-from ..trace._trace import RESOLVERS, code_id, pairs_of
+from .._support import log_failure
+from ..trace import EventKind, TaskRef
+from ..trace.codec import entered_fields, returned_fields
 from ._context import CURRENT, thread_ref
 from ._stepper import endpoint_code, ref_of
 
 if TYPE_CHECKING:
-    from ..trace._trace import Recorder
+    from ._recorder import Recorder
 
 __all__ = ["AVAILABLE", "endpoints_of", "watch", "watch_endpoint"]
 
@@ -63,7 +63,7 @@ def _started(code: CodeType) -> None:  # pragma: before-3-12
     if rec is not None and not rec.entered:
         rec.entered = True
         task, thread = _where(rec)
-        rec.add(EventKind.ENTERED, ("entered", code_id(code), False, thread), task)
+        rec.add(EventKind.ENTERED, entered_fields(code, derived=False, thread=thread), task)
 
 
 def _returned(code: CodeType, value: Any) -> None:  # pragma: before-3-12
@@ -74,9 +74,9 @@ def _returned(code: CodeType, value: Any) -> None:  # pragma: before-3-12
         text = rec.redactor.repr_of(value)
         watched = None
         if rec.watcher is not None:
-            watched = pairs_of(rec.watcher([sys._getframe(2)]))  # the returning frame
+            watched = rec.watcher([sys._getframe(2)])  # the returning frame
         task, thread = _where(rec)
-        rec.add(EventKind.RETURNED, ("returned", function, text, watched, thread), task)
+        rec.add(EventKind.RETURNED, returned_fields(function, text, watched, thread), task)
 
 
 def _where(rec: Recorder) -> tuple[TaskRef, str | None]:  # pragma: before-3-12
@@ -86,21 +86,6 @@ def _where(rec: Recorder) -> tuple[TaskRef, str | None]:  # pragma: before-3-12
     except RuntimeError:
         return thread_ref(), threading.current_thread().name
     return ref_of(asyncio.current_task(), rec), None
-
-
-def _resolve_returned(  # pragma: before-3-12
-    raw: tuple[Any, ...], context: Any
-) -> Mapping[str, Any]:
-    _, function, value, watched, thread = raw
-    fields: dict[str, Any] = {"function": function, "value": value}
-    if watched is not None:
-        fields["watched"] = dict(watched)
-    if thread is not None:
-        fields["thread"] = thread
-    return fields
-
-
-RESOLVERS["returned"] = _resolve_returned
 
 
 def _claim_tool() -> int | None:  # pragma: before-3-12

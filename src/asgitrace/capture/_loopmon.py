@@ -37,16 +37,15 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Mapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
-from .._support._log import log_failure
-from ..trace._events import EventKind, TaskRef
-from ..trace._trace import CONTEXTS, RESOLVERS
+from .._support import log_failure
+from ..trace import EventKind, TaskRef
+from ..trace.codec import blocked_fields
 
 if TYPE_CHECKING:
-    from ..trace._trace import Recorder
+    from ._recorder import Recorder
 
 __all__ = ["RING", "LoopMonitor", "OtherWork", "sample_stack"]
 
@@ -104,8 +103,7 @@ class LoopMonitor:
     )
 
     def __init__(self, threshold_ns: int) -> None:
-        self.key = next(_keys)  # how records name this monitor (see `_trace.CONTEXTS`)
-        CONTEXTS[self.key] = self
+        self.key = next(_keys)
         self.thread_id = threading.get_ident()
         self.threshold_ns = threshold_ns
         self.active = 0  # traced requests in flight on this loop
@@ -191,7 +189,7 @@ class LoopMonitor:
         stack = self.sample if self.sample_seq == self.steps else ()
         # The culprit: the innermost app frame of the sample (else the innermost frame).
         culprit = next((i for i, f in enumerate(stack) if rec.is_app.file(f[0])), 0)
-        raw = ("blocked", duration, rec.clock() - duration, stack, culprit, self.step_late)
+        raw = blocked_fields(duration, rec.clock() - duration, stack, culprit, self.step_late)
         rec.add(EventKind.BLOCKED, raw, ref)
 
     def request_started(self) -> None:
@@ -220,27 +218,12 @@ class LoopMonitor:
         )
 
 
-def _resolve_blocked(raw: tuple[Any, ...], context: Any) -> Mapping[str, Any]:
-    from ..trace._frames import source_line
-
-    _, duration, started, stack, culprit, late = raw
-    fields: dict[str, Any] = {"duration_ns": duration, "started_ns": started, "stack": stack}
-    if stack:
-        file, line, function = stack[culprit]
-        fields.update(file=file, line=line, function=function)
-    if late:
-        fields["after_response"] = True
-    if stack:  # after `after_response`: the order the fields always had
-        fields["code"] = source_line(file, line)
-    fields["stack"] = tuple(f"{f}:{n} in {fn}" for f, n, fn in stack)
-    return fields
-
-
-RESOLVERS["blocked"] = _resolve_blocked
-
-
 class OtherWork:
-    """Steps the loop ran for others between a suspension and the resume (lazy)."""
+    """Steps the loop ran for others between a suspension and the resume.
+
+    Read from the ring when the trace closes (`asgitrace.capture._recorder.other_work`):
+    a finished trace keeps the result, not the monitor.
+    """
 
     __slots__ = ("end", "mon", "start")
 
@@ -253,17 +236,22 @@ class OtherWork:
         count = max(self.end - self.start, 0)
         out: dict[str, Any] = {"other_steps": count}
         if count and self.mon.steps - self.start < RING:
+            ring = self.mon.ring
+            first, last = (self.start + 1) % RING, self.end % RING
+            # Steps start+1 .. end, three ints each: one slice of the ring, or two when
+            # the range wraps around its end (sliced in C: this runs as a trace closes).
+            spans = [(3 * first, 3 * last + 3)]
+            if first > last:
+                spans = [(3 * first, 3 * RING), (0, 3 * last + 3)]
             tasks: set[int] = set()
             requests: set[int] = set()
             longest = 0
-            ring = self.mon.ring
-            for i in range(self.start + 1, self.end + 1):
-                at = 3 * (i % RING)
-                task, owner, duration = ring[at], ring[at + 1], ring[at + 2]
-                tasks.add(task)
-                if owner and owner != own_request:
-                    requests.add(owner)
-                longest = max(longest, duration)
+            for lo, hi in spans:
+                tasks.update(ring[lo:hi:3])
+                requests.update(ring[lo + 1 : hi : 3])
+                longest = max(longest, *ring[lo + 2 : hi : 3])
+            requests.discard(0)
+            requests.discard(own_request)
             out.update(other_tasks=len(tasks), other_requests=len(requests), longest_ns=longest)
         return out
 

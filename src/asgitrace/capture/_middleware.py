@@ -6,23 +6,30 @@ import asyncio
 import inspect
 from typing import TYPE_CHECKING, Any, final, overload
 
-from .._support._log import log_failure
-from ..trace._events import EventKind
-from ..trace._trace import RESOLVERS, Recorder, end_fields, ends_response, message_fields
+from .._support import log_failure
+from ..trace import EventKind
+from ..trace.codec import (
+    decode_message,
+    end_fields,
+    ends_response,
+    entered_fields,
+    message_fields,
+    msg_fields,
+    open_fields,
+)
 from . import _entry
 from ._context import CURRENT
-from ._stepper import Stepper, endpoint_code, entered_fields
+from ._recorder import Recorder
+from ._stepper import Stepper, endpoint_code
 from ._taskhook import install, monitor_of
 from ._tracer import Tracer
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from .._support._types import ASGIApp, Message, Receive, Scope, Send
+    from .._support import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["TraceMiddleware", "instrument"]
-
-_RESOLVE_MESSAGE = RESOLVERS["msg"]
 
 _RECEIVED = EventKind.RECEIVED
 _SENT = EventKind.SENT
@@ -41,9 +48,7 @@ def _record_sent(rec: Recorder, message: Message) -> None:
         if not more:
             rec.response_done = True
         body = message.get("body")
-        fields: tuple[Any, ...] = (
-            "msg", kind, None if body is None else len(body), more, None, None, None, None,
-        )  # fmt: skip
+        fields = msg_fields(kind, None if body is None else len(body), more, None, None, None, None)
     elif kind in _STARTS:
         rec.status = status = int(message["status"])
         content_type = None
@@ -54,15 +59,16 @@ def _record_sent(rec: Recorder, message: Message) -> None:
                 if name == b"content-type" or name.lower() == b"content-type":
                     content_type = value.decode("latin-1")
                     break
-        fields = ("msg", kind, None, None, None, status, content_type, None)
+        fields = msg_fields(kind, None, None, None, status, content_type, None)
     else:
-        fields = message_fields(message)
         if kind == "websocket.accept":
             rec.status = 101
-            fields = (*fields[:5], 101, None, None)
+            fields = message_fields(message, status=101)
         elif kind == "websocket.close":
-            fields = (*fields[:7], message.get("code", 1000))
-        if ends_response(_RESOLVE_MESSAGE(fields, None)):
+            fields = message_fields(message, code=message.get("code", 1000))
+        else:
+            fields = message_fields(message)
+        if ends_response(decode_message(fields)):
             rec.response_done = True
     rec.add(_SENT, fields)
 
@@ -157,7 +163,9 @@ class TraceMiddleware:
     async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             rec = self.tracer.recorder(scope, asyncio.current_task())
-            rec.add(_RECEIVED, ("open", rec.type, rec.path, rec.method, scope.get("http_version")))
+            rec.add(
+                _RECEIVED, open_fields(rec.type, rec.path, rec.method, scope.get("http_version"))
+            )
         except Exception as exc:
             log_failure("opening a trace", exc)
             return await self.app(scope, receive, send)

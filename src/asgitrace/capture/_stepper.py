@@ -24,18 +24,24 @@ from collections.abc import Coroutine, Generator, Mapping
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, final
 
-from .._support._log import log_failure
-from ..trace._events import EventKind, TaskRef
-from ..trace._frames import await_site, walk
-from ..trace._trace import RESOLVERS, _seq, code_id
+from .._support import log_failure
+from ..trace import EventKind, TaskRef
+from ..trace.codec import (
+    entered_fields,
+    resumed_fields,
+    spawned_fields,
+    task_done_fields,
+    yielded_fields,
+)
 from ._context import new_task_ref, task_ref
-from ._loopmon import OtherWork
+from ._recorder import _seq
+from ._walk import await_site, walk
 
 if TYPE_CHECKING:
     from types import CodeType, FrameType, TracebackType
 
-    from ..trace._trace import Recorder
     from ._loopmon import LoopMonitor
+    from ._recorder import Recorder
 
 __all__ = ["Stepper"]
 
@@ -247,7 +253,7 @@ class Stepper(Coroutine[Any, Any, Any]):
         if self.parent is not None:
             parent = self.parent
             late = rec.response_done
-            fields = ("spawned", parent.id, parent.name, self.__qualname__, late)
+            fields = spawned_fields(parent.id, parent.name, self.__qualname__, late)
             rec.add(_SPAWNED, fields, self.ref)
 
     def _suspended(self, rec: Recorder, result: Any, mon: LoopMonitor | None) -> None:
@@ -278,7 +284,7 @@ class Stepper(Coroutine[Any, Any, Any]):
         t = rec.clock()
         if len(rec.events) + 2 <= rec.limit:
             rec.events.append((next(_seq), t, "awaiting", ref.id, ref.name, site))
-            yielded = ("yielded", self._ready(), rec.response_done)
+            yielded = yielded_fields(self._ready(), rec.response_done)
             rec.events.append((next(_seq), t, "yielded", ref.id, ref.name, yielded))
         else:
             rec.dropped += 2
@@ -301,10 +307,9 @@ class Stepper(Coroutine[Any, Any, Any]):
             self.timer_when = None
         # Steps other tasks ran between the suspension and this resume.
         end = mon.steps if mon is not None else 0
-        fields = (
-            "resumed", t - self.t_suspend, lag, rec.response_done, self.steps_at_suspend, end,
-            rec.task.id,
-        )  # fmt: skip
+        fields = resumed_fields(
+            t - self.t_suspend, lag, rec.response_done, self.steps_at_suspend, end, rec.task.id
+        )
         if len(rec.events) < rec.limit:
             ref = self.ref or rec.task
             rec.events.append((next(_seq), t, "resumed", ref.id, ref.name, fields))
@@ -315,49 +320,7 @@ class Stepper(Coroutine[Any, Any, Any]):
     def _done(self, rec: Recorder | None, outcome: str, exception: str | None = None) -> None:
         if rec is None or self.request_task:
             return
-        rec.add(_TASK_DONE, ("task_done", outcome, exception, rec.response_done), self.ref)
-
-
-def _resolve_resumed(raw: tuple[Any, ...], mon: Any) -> Mapping[str, Any]:
-    _, waited, lag, late, start, end, owner = raw
-    fields: dict[str, Any] = {"waited_ns": waited, "lag_ns": lag}
-    if late:
-        fields["after_response"] = True
-    if mon is not None:
-        fields.update(OtherWork(mon, start, end).resolve(owner))
-    return fields
-
-
-def _resolve_spawned(raw: tuple[Any, ...], context: Any) -> Mapping[str, Any]:
-    _, parent_id, parent_name, coro, late = raw
-    fields: dict[str, Any] = {"parent": TaskRef(parent_id, parent_name), "coro": coro}
-    if late:
-        fields["after_response"] = True
-    return fields
-
-
-def _resolve_yielded(raw: tuple[Any, ...], context: Any) -> Mapping[str, Any]:
-    _, ready, late = raw
-    fields: dict[str, Any] = {"ready": ready}
-    if late:
-        fields["after_response"] = True
-    return fields
-
-
-def _resolve_task_done(raw: tuple[Any, ...], context: Any) -> Mapping[str, Any]:
-    _, outcome, exception, late = raw
-    fields: dict[str, Any] = {"outcome": outcome}
-    if exception is not None:
-        fields["exception"] = exception
-    if late:
-        fields["after_response"] = True
-    return fields
-
-
-RESOLVERS["resumed"] = _resolve_resumed
-RESOLVERS["yielded"] = _resolve_yielded
-RESOLVERS["task_done"] = _resolve_task_done
-RESOLVERS["spawned"] = _resolve_spawned
+        rec.add(_TASK_DONE, task_done_fields(outcome, exception, rec.response_done), self.ref)
 
 
 def ref_of(task: asyncio.Task[Any] | None, rec: Recorder | None) -> TaskRef:
@@ -376,8 +339,3 @@ def ref_of(task: asyncio.Task[Any] | None, rec: Recorder | None) -> TaskRef:
 def endpoint_code(scope: Mapping[str, Any]) -> Any:
     """The code of the endpoint the router chose for *scope* (``None`` before routing)."""
     return getattr(scope.get("endpoint"), "__code__", None)
-
-
-def entered_fields(code: Any, *, derived: bool) -> tuple[Any, ...]:
-    """The lazy raw fields of an ``entered`` event (resolved by ``RESOLVERS["entered"]``)."""
-    return ("entered", code_id(code), derived, None)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Coroutine
 from contextvars import Context
 from typing import Any, Final
 
-from .._support._log import log_failure
+from .._support import log_failure
 from ._context import CURRENT
 from ._loopmon import _WATCHDOG, LoopMonitor, _clock
 from ._stepper import Stepper, ref_of

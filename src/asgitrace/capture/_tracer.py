@@ -11,15 +11,15 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias, final
 
-from .._support._log import log_failure
-from .._support._redact import Redactor
-from ..trace._frames import AppCode, snapshot
-from ..trace._trace import Recorder, Trace
+from .._support import Redactor, log_failure
+from ..trace import Trace
+from ._recorder import Recorder
+from ._walk import AppCode, snapshot
 
 if TYPE_CHECKING:
     import asyncio
 
-    from .._support._types import Clock
+    from .._support import Clock
 
 __all__ = ["OnTrace", "Tracer"]
 

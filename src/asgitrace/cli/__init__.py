@@ -31,27 +31,28 @@ from rich.progress import (
 from rich.text import Text
 
 from .. import __version__, exporters
-from ..capture._middleware import TraceMiddleware, instrument
-from ..capture._tracer import Tracer
-from ..trace._frames import default_is_app_file
-from ..views._explain import explain
-from ..views._render import THEME, Timeline, print_trace, render_trace
-from ._app import CliError, find_tracer, load_app
-from ._report import (
+from ..capture import TraceMiddleware, Tracer, default_is_app_file, instrument
+from ..views import (
+    THEME,
     SummaryView,
+    Timeline,
+    explain,
+    print_trace,
     printable,
-    read_traces,
+    render_trace,
     request_line,
     summarize,
     summary_markdown,
 )
+from ._app import CliError, find_tracer, load_app
+from ._report import read_traces
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from .._support._types import ASGIApp
+    from .._support import ASGIApp
     from ..exporters import MalformedLine
-    from ..trace._trace import Trace
+    from ..trace import Trace
 
 __all__ = ["CliError", "main"]
 
@@ -413,7 +414,7 @@ def _text_report(
         return "".join(exporters.to_json(t) + "\n" for t in traces)
     if args.format == "html":
         try:
-            from ..views._html import to_html
+            from ..views import to_html
         except ImportError as exc:  # pragma: no cover - only in builds without the page
             raise CliError("--format html is not available in this version") from exc
         return to_html(traces)

@@ -17,11 +17,10 @@ from collections.abc import AsyncIterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ..capture._middleware import TraceMiddleware
-from ..capture._tracer import Tracer
+from ..capture import TraceMiddleware, Tracer
 
 if TYPE_CHECKING:
-    from .._support._types import ASGIApp, Message, Receive, Scope, Send
+    from .._support import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["CliError", "find_tracer", "load_app", "run_lifespan", "with_state"]
 

@@ -18,7 +18,7 @@ from ._app import CliError, run_lifespan, with_state
 if TYPE_CHECKING:
     import httpx
 
-    from .._support._types import ASGIApp
+    from .._support import ASGIApp
 
 __all__ = ["RequestSpec", "RunResult", "plan_requests", "send_requests"]
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import uvicorn
 
-    from .._support._types import ASGIApp
+    from .._support import ASGIApp
 
 __all__ = ["StartupError", "running_server"]
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from .._support._errors import TraceOrderError
+from .._support import TraceOrderError
 from ._events import Event, EventKind
 
 __all__ = [

@@ -7,6 +7,8 @@ import linecache
 import os
 from typing import TYPE_CHECKING
 
+from ..trace import request_label
+from ._markdown import md_table
 from ._views import (
     execution_steps,
     fmt_duration,
@@ -16,19 +18,9 @@ from ._views import (
 )
 
 if TYPE_CHECKING:
-    from ..trace._trace import Trace
+    from ..trace import Trace
 
 __all__ = ["explain"]
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines.extend("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows)
-    return lines
 
 
 def _source(trace: Trace) -> list[str]:
@@ -62,7 +54,7 @@ def explain(trace: Trace) -> str:
 
     .. versionadded:: 0.1
     """
-    method = trace.method or trace.type.upper()
+    method = request_label(trace)
     entered = trace.of_kind("entered")
     endpoint = short_name(entered[0].get("function")) if entered else "the app"
     title = f"# What happened during {method} {trace.path}"
@@ -81,7 +73,7 @@ def explain(trace: Trace) -> str:
         lines.extend(["## The endpoint", "", *source])
     lines.extend(["## Execution table", ""])
     lines.extend(
-        _table(
+        md_table(
             ["Step", "At", "Action", "State Before", "Awaited?", "State After", "Output"],
             [
                 [
@@ -100,7 +92,7 @@ def explain(trace: Trace) -> str:
     tracker = variable_tracker(trace, steps)
     lines.extend(["", "## Variable tracker", ""])
     lines.extend(
-        _table(["Variable", *tracker.columns], [[name, *values] for name, values in tracker.rows])
+        md_table(["Variable", *tracker.columns], [[name, *values] for name, values in tracker.rows])
     )
     lines.extend(["", "## Key moments", ""])
     lines.extend(f"- {m}" for m in key_moments(trace))

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final, TypeAlias
 
 from .._version import __version__
-from ..trace._trace import Trace
+from ..trace import Trace
 from ._views import (
     Lane,
     Step,

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.theme import Theme
 
-from ..trace._events import Event, EventKind
+from ..trace import Event, EventKind
 from ._views import (
     execution_steps,
     fmt_bytes,
@@ -32,7 +32,7 @@ from ._views import (
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from ..trace._trace import Trace
+    from ..trace import Trace
 
 __all__ = [
     "THEME",
@@ -380,26 +380,3 @@ def print_trace(trace: Trace, console: Console | None = None, *, ascii: bool = F
     .. versionadded:: 0.1
     """
     (console or Console(theme=THEME)).print(render_trace(trace, ascii=ascii))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    import asyncio as _asyncio
-
-    from ..capture._middleware import instrument
-    from ..cli._demo import reference_app
-
-    async def _main() -> None:
-        import httpx
-
-        from ..capture._tracer import Tracer
-
-        tracer = Tracer()
-        app = instrument(reference_app(0.2), tracer=tracer)
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://demo"
-        ) as client:
-            await client.get("/wait")
-        if tracer.last is not None:
-            print_trace(tracer.last)
-
-    _asyncio.run(_main())

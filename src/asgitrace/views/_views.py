@@ -13,11 +13,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from ..trace._events import Event, EventKind, TaskRef
-from ..trace._trace import ends_response
+from ..trace import Event, EventKind, TaskRef
+from ..trace.codec import ends_response
 
 if TYPE_CHECKING:
-    from ..trace._trace import Trace
+    from ..trace import Trace
 
 __all__ = [
     "Lane",

@@ -3,24 +3,21 @@
 At each suspension the capture layer walks the awaiting chain from the outermost
 coroutine (``cr_await`` → ``cr_await`` → ...) and keeps only cheap raw material: the
 innermost *app* frame's code object and line number, and the innermost library frame's
-code object. Source text, names and targets are resolved later by `AwaitSite.resolve`,
-when a view asks.
+code object, as the raw fields of `asgitrace.trace.codec.awaiting_fields`. Source text,
+names and targets are decoded later, when a view asks.
 """
 
 from __future__ import annotations
 
 import gc
-import io
-import linecache
 import os
 import sysconfig
-import tokenize
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Final
 
-from .._support._log import log_failure
-from ._trace import RESOLVERS, code_id, code_of, pairs_of
+from .._support import log_failure
+from ..trace.codec import awaiting_fields
 
 __all__ = [
     "AppCode",
@@ -28,8 +25,6 @@ __all__ = [
     "Walk",
     "await_site",
     "default_is_app_file",
-    "resolve_await",
-    "source_line",
     "walk",
 ]
 
@@ -45,7 +40,7 @@ def _library_roots() -> tuple[str, ...]:
             roots.add(os.path.realpath(path) + os.sep)
             roots.add(path + os.sep)
     here = os.path.dirname(os.path.abspath(__file__))
-    roots.add(os.path.dirname(here) + os.sep)  # asgitrace itself (this file is in asgitrace/trace/)
+    roots.add(os.path.dirname(here) + os.sep)  # asgitrace itself (this is asgitrace/capture/)
     return tuple(sorted(roots))
 
 
@@ -256,55 +251,6 @@ def _frame_of(obj: Any, frame: types.FrameType | None) -> types.FrameType:
     return chain_frame
 
 
-def source_line(filename: str, lineno: int | None) -> str:
-    """The stripped source line without its comment, or ``""`` when it cannot be read."""
-    if not lineno:
-        return ""
-    return _without_comment(linecache.getline(filename, lineno).strip())
-
-
-def _without_comment(line: str) -> str:
-    if "#" not in line:
-        return line
-    try:
-        for token in tokenize.generate_tokens(io.StringIO(line).readline):
-            if token.type == tokenize.COMMENT:
-                return line[: token.start[1]].rstrip()
-    except (tokenize.TokenError, SyntaxError):  # an unfinished line (a multi-line call)
-        pass
-    return line
-
-
-def _target_from_source(text: str) -> str | None:
-    """The awaited expression of a source line: ``x = f(await g(1))`` → ``g(1)``.
-
-    It ends where a bracket closes that it did not open, or at a top-level ``,``/``:``.
-    """
-    index = text.find("await ")
-    if index < 0:
-        return None
-    rest = text[index + len("await ") :]
-    depth = 0
-    quote = ""
-    for position, char in enumerate(rest):
-        if quote:
-            if char == quote:
-                quote = ""
-        elif char in "'\"":
-            quote = char
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            if depth == 0:
-                rest = rest[:position]
-                break
-            depth -= 1
-        elif char in ",:" and depth == 0:
-            rest = rest[:position]
-            break
-    return rest.strip() or None
-
-
 def _unwrap_partial(func: Any) -> tuple[Any, list[Any]]:
     """``partial(f, g, key=h)`` → (f, [g, h]): the function and the callables it was given."""
     given: list[Any] = []
@@ -335,54 +281,19 @@ def _callable_name(func: Any) -> str:
 
 
 def await_site(w: Walk, cooperative: bool, is_app: AppCode) -> tuple[Any, ...]:
-    """The raw fields of an ``awaiting`` event: atoms only (see `_trace.RawEvent`)."""
+    """The raw fields of an ``awaiting`` event (`asgitrace.trace.codec.awaiting_fields`)."""
     thread = _thread_target(w.thread_func, is_app) if w.thread_func is not None else None
     leaf_type = type(w.leaf).__name__ if w.leaf is not None else None
-    return (
-        "awaiting", code_id(w.app_code), w.app_line, code_id(w.leaf_code), leaf_type, thread,
-        cooperative, pairs_of(w.watched),
-    )  # fmt: skip
-
-
-def resolve_await(raw: tuple[Any, ...], context: Any) -> Mapping[str, Any]:
-    """The fields of an ``awaiting`` event, from `await_site`'s raw tuple."""
-    _, code_index, line, leaf_index, leaf_type, thread, cooperative, watched = raw
-    code = code_of(code_index)
-    leaf = code_of(leaf_index)
-    fields: dict[str, Any] = {}
-    text = ""
-    if code is not None:
-        text = source_line(code.co_filename, line)
-        fields["function"] = getattr(code, "co_qualname", code.co_name)
-        fields["file"] = code.co_filename
-        fields["line"] = line
-        fields["code"] = text
-    if leaf is not None:
-        fields["via"] = f"{leaf.co_name} ({os.path.basename(leaf.co_filename)})"
-    if thread is not None:
-        fields["thread"] = thread
-        fields["target"] = f"{thread}() in a worker thread"
-    else:
-        target = _target_from_source(text)
-        if target is None:
-            target = f"{leaf.co_name}()" if leaf is not None else (leaf_type or "?")
-        fields["target"] = target
-    fields["cooperative"] = cooperative
-    if watched:
-        fields["watched"] = dict(watched)
-    if cooperative:
-        fields["target"] = f"{fields['target']} (cooperative yield)"
-    return fields
-
-
-RESOLVERS["awaiting"] = resolve_await
+    return awaiting_fields(
+        w.app_code, w.app_line, w.leaf_code, leaf_type, thread, cooperative, w.watched
+    )
 
 
 def snapshot(
     names: tuple[str, ...], redactor: Any, frames: list[types.FrameType]
 ) -> dict[str, str]:
     """Bounded, redacted reprs of the watched *names*, innermost app frame first."""
-    from .._support._redact import REDACTED
+    from .._support import REDACTED
 
     out: dict[str, str] = {}
     for frame in reversed(frames):
