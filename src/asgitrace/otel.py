@@ -44,7 +44,7 @@ from ._support import log_failure
 from ._version import __version__
 from .capture import CURRENT, task_ref
 from .export import Offload as _Offload  # the shared worker (public in export)
-from .trace import EventKind
+from .trace import EventKind, request_label
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -72,7 +72,6 @@ _SPAN_EVENTS: Final = frozenset(
         EventKind.CANCELLED,
     }
 )
-_TERMINAL: Final = frozenset({EventKind.COMPLETED, EventKind.FAILED, EventKind.CANCELLED})
 
 
 @final
@@ -290,7 +289,7 @@ class _Export:
             # No instrumentation around it: a `traceparent` header may name the caller.
             carrier = {name.lower(): value for name, value in trace.headers}
             parent = extract(carrier, context=otel_context.Context())
-        label = f"{trace.method or trace.type.upper()} {trace.route or trace.path}"
+        label = f"{request_label(trace)} {trace.route or trace.path}"
         self.root = root = tracer.start_span(
             f"asgitrace {label}" if attached else label,
             context=parent,

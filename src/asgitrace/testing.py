@@ -25,7 +25,17 @@ from typing import Any, TypeAlias
 
 from ._support import AsgiTraceError, TraceOrderError, log_failure
 from .capture import Tracer
-from .trace import Event, Mismatch, Pattern, Step, Trace, match_order, mismatch_text, step_text
+from .trace import (
+    Event,
+    Mismatch,
+    Pattern,
+    Step,
+    Trace,
+    match_order,
+    mismatch_text,
+    request_label,
+    step_text,
+)
 
 __all__ = [
     "AwaitStep",
@@ -261,7 +271,7 @@ def _event_text(event: Event, noun: str) -> str:
 
 
 def _request(trace: Trace) -> str:
-    method = trace.method or trace.type.upper()
+    method = request_label(trace)
     status = f" → {trace.status}" if trace.status is not None else ""
     return f"{method} {trace.path}{status}"
 

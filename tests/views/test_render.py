@@ -29,7 +29,7 @@ from asgitrace import (
     print_trace,
 )
 from asgitrace.cli._server import running_server
-from asgitrace.views._views import execution_steps, key_moments, timeline_lanes, variable_tracker
+from asgitrace.views import execution_steps, key_moments, timeline_lanes, variable_tracker
 
 DELAY = 0.03
 

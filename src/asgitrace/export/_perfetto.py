@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from ..trace import SCHEMA_VERSION, TERMINAL_KINDS, Trace
+from ..trace import SCHEMA_VERSION, TERMINAL_KINDS, Trace, request_label
 from ._json import StrPath, open_private
 
 __all__ = ["to_perfetto", "write_perfetto"]
@@ -120,7 +120,7 @@ def _sort_key(event: dict[str, Any]) -> tuple[int, float, int, float]:
 
 
 def _request_label(trace: Trace) -> str:
-    label = f"{trace.method or trace.type.upper()} {trace.path}"
+    label = f"{request_label(trace)} {trace.path}"
     parts = [] if trace.status is None else [str(trace.status)]
     if trace.outcome != "completed":
         parts.append(trace.outcome)

@@ -17,24 +17,34 @@ from ._render import (
     print_trace,
     render_trace,
 )
+from ._steps import Step, execution_steps
 from ._summary import SummaryView, printable, request_line, summarize, summary_markdown
-from ._views import fmt_duration
+from ._text import fmt_duration
+from ._timeline import Lane, key_moments, timeline_lanes
+from ._tracker import Tracker, variable_tracker
 
 __all__ = [
     "THEME",
     "ExecutionTable",
     "KeyMoments",
+    "Lane",
+    "Step",
     "SummaryView",
     "Timeline",
+    "Tracker",
     "VariableTracker",
+    "execution_steps",
     "explain",
     "fmt_duration",
+    "key_moments",
     "print_trace",
     "printable",
     "render_trace",
     "request_line",
     "summarize",
     "summary_markdown",
+    "timeline_lanes",
     "to_html",
+    "variable_tracker",
     "write_html",
 ]

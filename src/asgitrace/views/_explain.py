@@ -9,13 +9,10 @@ from typing import TYPE_CHECKING
 
 from ..trace import request_label
 from ._markdown import md_table
-from ._views import (
-    execution_steps,
-    fmt_duration,
-    key_moments,
-    short_name,
-    variable_tracker,
-)
+from ._steps import execution_steps
+from ._text import fmt_duration, short_name
+from ._timeline import key_moments
+from ._tracker import variable_tracker
 
 if TYPE_CHECKING:
     from ..trace import Trace

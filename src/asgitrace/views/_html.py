@@ -27,16 +27,11 @@ from importlib.resources import files
 from typing import Any, Final, TypeAlias
 
 from .._version import __version__
-from ..trace import Trace
-from ._views import (
-    Lane,
-    Step,
-    execution_steps,
-    fmt_duration,
-    key_moments,
-    timeline_lanes,
-    variable_tracker,
-)
+from ..trace import Trace, request_label
+from ._steps import Step, execution_steps
+from ._text import fmt_duration
+from ._timeline import Lane, key_moments, timeline_lanes
+from ._tracker import variable_tracker
 
 __all__ = ["MAX_DETAILS", "to_html", "write_html"]
 
@@ -132,7 +127,7 @@ def _status_class(trace: Trace) -> str:
 
 
 def _method(trace: Trace) -> str:
-    return trace.method or trace.type.upper()
+    return request_label(trace)
 
 
 def _coarsen(

@@ -19,15 +19,11 @@ from rich.table import Table
 from rich.text import Text
 from rich.theme import Theme
 
-from ..trace import Event, EventKind
-from ._views import (
-    execution_steps,
-    fmt_bytes,
-    fmt_duration,
-    key_moments,
-    timeline_lanes,
-    variable_tracker,
-)
+from ..trace import Event, EventKind, request_label
+from ._steps import execution_steps
+from ._text import fmt_bytes, fmt_duration
+from ._timeline import key_moments, timeline_lanes
+from ._tracker import variable_tracker
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -92,7 +88,7 @@ def _box(ascii_only: bool, options: ConsoleOptions) -> box.Box:
 
 
 def _heading(trace: Trace) -> str:
-    method = trace.method or trace.type.upper()
+    method = request_label(trace)
     status = trace.status if trace.status is not None else "-"
     route = f" (route {trace.route})" if trace.route and trace.route != trace.path else ""
     return (

@@ -21,7 +21,7 @@ from rich.text import Text
 from ..trace import EventKind, Trace, request_label
 from ._markdown import md_table
 from ._render import _box, _style
-from ._views import fmt_duration
+from ._text import fmt_duration
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
