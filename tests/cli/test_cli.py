@@ -22,6 +22,8 @@ from rich.console import Console
 
 import asgitrace
 from asgitrace import cli, exporters
+from asgitrace.cli import _commands as cli_commands, _output as cli_output, _serve as cli_serve
+from asgitrace.cli._app import load_app
 from asgitrace.cli._demo import blocking_app, reference_app
 from asgitrace.cli._run import RequestSpec
 from asgitrace.views._summary import TraceStats
@@ -104,7 +106,7 @@ def test_unexpected_error_is_reported_in_one_line_with_status_1(
     async def broken(*args: Any) -> list[Any]:
         raise ConnectionError("server vanished")
 
-    monkeypatch.setattr(cli, "_run_demo", broken)
+    monkeypatch.setattr(cli_commands, "_run_demo", broken)
 
     status = cli.main(["demo", "--delay", "0.01"])
 
@@ -119,7 +121,7 @@ def test_unexpected_error_with_debug_propagates(monkeypatch: pytest.MonkeyPatch)
     async def broken(*args: Any) -> list[Any]:
         raise ConnectionError("server vanished")
 
-    monkeypatch.setattr(cli, "_run_demo", broken)
+    monkeypatch.setattr(cli_commands, "_run_demo", broken)
 
     with pytest.raises(ConnectionError, match="server vanished"):
         cli.main(["--debug", "demo"])
@@ -144,16 +146,16 @@ def test_version_option_prints_the_version(capsys: pytest.CaptureFixture[str]) -
     assert capsys.readouterr().out == f"asgitrace {asgitrace.__version__}\n"
 
 
+@pytest.mark.parametrize("package", ["asgitrace", "asgitrace.cli"])
 def test_python_dash_m_runs_the_command_line(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    package: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(sys, "argv", ["asgitrace", "--version"])
+    folder = Path(asgitrace.__file__).parent.joinpath(*package.split(".")[1:])
 
     with pytest.raises(SystemExit) as raised:
         # run_path: pytest's assertion-rewriting import hook cannot serve run_module here.
-        runpy.run_path(
-            str(Path(asgitrace.__file__).with_name("__main__.py")), run_name="asgitrace.__main__"
-        )
+        runpy.run_path(str(folder / "__main__.py"), run_name=f"{package}.__main__")
 
     assert raised.value.code == 0
     assert capsys.readouterr().out == f"asgitrace {asgitrace.__version__}\n"
@@ -203,7 +205,7 @@ async def _two_quick_traces(blocking: bool, delay: float, concurrency: int) -> l
 def test_demo_output_for_one_request_has_no_timeline(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(cli, "_run_demo", _two_quick_traces)
+    monkeypatch.setattr(cli_commands, "_run_demo", _two_quick_traces)
 
     assert cli.main(["demo"]) == 0
 
@@ -226,7 +228,7 @@ def test_demo_output_for_several_requests_names_what_happened(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The printing half of the demo, without the server (fast, and fully measured)."""
-    monkeypatch.setattr(cli, "_run_demo", _two_quick_traces)
+    monkeypatch.setattr(cli_commands, "_run_demo", _two_quick_traces)
 
     status = cli.main(["demo", *flags, "-c", "2"])
 
@@ -452,7 +454,7 @@ class TestTrace:
         def terminal() -> Console:
             return Console(stderr=True, force_terminal=True, theme=asgitrace.THEME)
 
-        monkeypatch.setattr(cli, "_stderr", terminal)
+        monkeypatch.setattr(cli_output, "stderr", terminal)
 
         assert trace(app_dir, "cliapp:app", "/items/1", "-n", "3") == 0
 
@@ -717,16 +719,16 @@ class TestTrace:
         sys.modules.pop("shop", None)
         sys.modules.pop("shop.main", None)
         try:
-            cli.load_app("shop.main:app", app_dir=app_dir)
-            cli.load_app("shop.main:app", app_dir=app_dir)  # the folder is on sys.path now
-            rule = cli._app_code("shop.main:app")
+            load_app("shop.main:app", app_dir=app_dir)
+            load_app("shop.main:app", app_dir=app_dir)  # the folder is on sys.path now
+            rule = cli_output.app_code("shop.main:app")
         finally:
             sys.modules.pop("shop", None)
             sys.modules.pop("shop.main", None)
 
         assert rule(str(package / "routes.py"))
         assert not rule(asyncio.__file__)
-        assert cli._app_code("not_imported_here:app") is asgitrace.default_is_app_file
+        assert cli_output.app_code("not_imported_here:app") is asgitrace.default_is_app_file
 
 
 # -- show -------------------------------------------------------------------------------
@@ -859,7 +861,7 @@ class TestServe:
         """A real SIGINT, as Ctrl-C sends: uvicorn shuts down, the file is complete."""
         jsonl = tmp_path / "served.jsonl"
         urls: queue.Queue[str] = queue.Queue()
-        announce = cli._announce
+        announce = cli_serve._announce
 
         def announce_and_tell(console: Console, url: str, path: str | None) -> None:
             announce(console, url, path)
@@ -874,7 +876,7 @@ class TestServe:
             finally:
                 os.kill(os.getpid(), signal.SIGINT)
 
-        monkeypatch.setattr(cli, "_announce", announce_and_tell)
+        monkeypatch.setattr(cli_serve, "_announce", announce_and_tell)
         thread = threading.Thread(target=client, daemon=True)
         thread.start()
 
@@ -905,7 +907,7 @@ class TestServe:
         async def stopped_at_once(app: Any, sock: Any, ready: Any) -> None:
             ready()
 
-        monkeypatch.setattr(cli, "_serve_forever", stopped_at_once)
+        monkeypatch.setattr(cli_serve, "_serve_forever", stopped_at_once)
 
         assert cli.main(["serve", "cliapp:app", "--app-dir", app_dir, "--port", "0"]) == 0
 
