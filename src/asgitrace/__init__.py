@@ -1,9 +1,13 @@
 """asgitrace: what the asyncio event loop really did while your ASGI app served a request.
 
-Layers (imports point downward only): ``_types``/``_events`` (data) → ``_context``,
-``_trace``, ``_tracer`` (model) → ``_middleware`` (capture) → ``_render`` (rich views) →
-``testing``. The pytest plugin and the CLI are leaves: nothing here imports them, so
-``import asgitrace`` never pulls in pytest.
+The folders are the layers, and imports point downward only (import-linter holds it):
+``capture`` (the hot path: middleware, stepper, task hook, loop monitor) and ``views``
+(tables, timeline, markdown, HTML) sit side by side over ``trace`` (the model: events,
+the codec of raw records, `Trace`), which sits over ``_support`` (log, errors, safe
+reprs, redaction); ``export`` (JSON, JSON lines, Perfetto) reads traces and views. This
+module, `testing`, `exporters` and `otel` are the faces users import; the pytest plugin
+and the CLI are leaves: nothing here imports them, so ``import asgitrace`` never pulls in
+pytest.
 """
 
 from __future__ import annotations

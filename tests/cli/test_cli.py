@@ -26,7 +26,7 @@ from asgitrace.cli import _commands as cli_commands, _output as cli_output, _ser
 from asgitrace.cli._app import load_app
 from asgitrace.cli._demo import blocking_app, reference_app
 from asgitrace.cli._run import RequestSpec
-from asgitrace.views._summary import TraceStats
+from asgitrace.views._stats import TraceStats
 
 
 @pytest.fixture(autouse=True)
@@ -1005,7 +1005,7 @@ class TestServe:
 
 
 def test_request_line_escapes_control_characters_and_names_a_failure() -> None:
-    from asgitrace.views._summary import request_line
+    from asgitrace.views._stats import request_line
 
     tracer = asgitrace.Tracer()
 
@@ -1110,7 +1110,7 @@ def made_trace(
 
 
 def test_trace_stats_count_real_waits_and_the_longest_block() -> None:
-    from asgitrace.views._summary import trace_stats
+    from asgitrace.views._stats import trace_stats
 
     made = made_trace(
         ("received", 1, {"type": "http", "path": "/made", "method": "GET"}),

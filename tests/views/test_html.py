@@ -21,7 +21,8 @@ from fastapi import FastAPI
 
 from asgitrace import Trace, TraceMiddleware, Tracer
 from asgitrace.views import execution_steps, key_moments, variable_tracker
-from asgitrace.views._html import MAX_DETAILS, _ticks, to_html, write_html
+from asgitrace.views._html import MAX_DETAILS, to_html, write_html
+from asgitrace.views._html_timeline import ticks as _ticks
 
 HOSTILE = "<script>alert(1)</script>"
 VOID = frozenset({"meta", "link", "br", "hr", "img", "input", "source", "wbr", "area", "base"})

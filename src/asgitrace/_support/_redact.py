@@ -5,12 +5,29 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, final
 from urllib.parse import parse_qsl, quote
 
-from ._safe import FILL, MAX_DIGITS, MAX_ITEMS, MAX_LEVEL, MAX_REPR, safe_repr
+from ._safe import (
+    ATOM_KEYS,
+    ATOM_REPRS,
+    ATOMS,
+    FILL,
+    ITEMS,
+    KEYS,
+    MAX_ITEMS,
+    MAX_LEVEL,
+    MAX_REPR,
+    More,
+    Shape,
+    other_repr,
+    safe_repr,
+    str_repr,
+    text_keys,
+    type_name,
+)
 
 __all__ = [
     "DEFAULT_SECRET_HEADERS",
@@ -223,7 +240,7 @@ class Redactor:
         elif hasattr(value, "status_code") and hasattr(value, "media_type"):  # a response
             names = ["status_code", "media_type"]
         else:
-            return Shape(_type_name(cls), None)
+            return Shape(type_name(cls), None)
         state = getattr(value, "__dict__", {})
         pairs = ((n, state[n] if n in state else getattr(value, n, None)) for n in names)
         return Shape(cls.__qualname__, self._fields_of(pairs, len(names), depth))
@@ -248,24 +265,24 @@ class Redactor:
         # `reprlib`'s rules (as `safe_repr` configures them) applied to what `value_of`
         # would make of *value* at *depth*: the level left is 3 - depth.
         cls = type(value)
-        atom = _ATOM_REPRS.get(cls)
+        atom = ATOM_REPRS.get(cls)
         if atom is not None:
             return atom(value)
         if cls is dict:
-            if len(value) <= MAX_ITEMS and depth < MAX_LEVEL and _text_keys(value):
+            if len(value) <= MAX_ITEMS and depth < MAX_LEVEL and text_keys(value):
                 return self._small_dict_repr(value, depth)
             return self._mapping_repr(value, depth)
         if cls is list or cls is tuple:
             return self._items_repr(value, depth)
-        if isinstance(value, _ATOMS) or value is None:
-            return _other_repr(value)
+        if isinstance(value, ATOMS) or value is None:
+            return other_repr(value)
         # (No depth check here: containers at the last level show as "[...]" without
         # looking inside, so nothing deeper is ever reached.)
         if isinstance(value, Mapping):
             return self._mapping_repr(value, depth)
-        if isinstance(value, _ITEMS):
+        if isinstance(value, ITEMS):
             return self._items_repr(value, depth)
-        return _other_repr(self.value_of(value, depth))  # a Shape: rare, and exact
+        return other_repr(self.value_of(value, depth))  # a Shape: rare, and exact
 
     def _items_repr(self, value: Any, depth: int) -> str:
         left, right = ("(", ")") if isinstance(value, tuple) else ("[", "]")
@@ -292,10 +309,10 @@ class Redactor:
             if is_secret(key):
                 text = _REDACTED_REPR
             elif type(item) is str:
-                text = _str_repr(item)
+                text = str_repr(item)
             else:
                 text = self._repr(item, depth + 1)
-            pieces.append(f"{_str_repr(key)}: {text}")
+            pieces.append(f"{str_repr(key)}: {text}")
         return "{" + ", ".join(pieces) + "}"
 
     def _mapping_repr(self, value: Mapping[Any, Any], depth: int) -> str:
@@ -305,10 +322,10 @@ class Redactor:
         size = len(value)
         for index, (key, item) in enumerate(value.items()):
             if index >= 50:
-                out["…"] = _More(f"{size - 50} more")
+                out["…"] = More(f"{size - 50} more")
                 break
-            if type(key) not in _KEYS and not isinstance(key, _ATOM_KEYS) and key is not None:
-                key = _type_name(type(key))
+            if type(key) not in KEYS and not isinstance(key, ATOM_KEYS) and key is not None:
+                key = type_name(type(key))
             out[key] = item
         if not out:
             return "{}"
@@ -321,8 +338,8 @@ class Redactor:
         pieces = []
         for key in keys[:MAX_ITEMS] if len(keys) > MAX_ITEMS else keys:
             item = out[key]
-            if type(item) is _More:
-                text = _str_repr(item.text)
+            if type(item) is More:
+                text = str_repr(item.text)
             elif isinstance(key, str) and self.is_secret(key):
                 text = _REDACTED_REPR
             else:
@@ -339,7 +356,7 @@ class Redactor:
                 out["…"] = f"{size - 50} more"
                 break
             if not isinstance(key, str | int | float | bytes | bool) and key is not None:
-                key = _type_name(type(key))  # never a user __repr__, even for keys
+                key = type_name(type(key))  # never a user __repr__, even for keys
             secret = isinstance(key, str) and self.is_secret(key)
             out[key] = REDACTED if secret else self.value_of(item, depth + 1)
         return out
@@ -358,69 +375,6 @@ class Redactor:
         )
 
 
-# The types `Redactor.repr_of` tells apart.
-_ATOMS: Final = (str, bytes, int, float)
-_ATOM_KEYS: Final = (str, int, float, bytes, bool)
-_KEYS: Final = frozenset({str, int})
-_ITEMS: Final = (list, tuple, set, frozenset)
-
-
-@final
-class _More:
-    """The "… N more" entry of a long mapping (a marker, never a user value)."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-
-def _text_keys(value: dict[Any, Any]) -> bool:
-    for key in value:  # noqa: SIM110 - a loop: all() over a generator costs more here
-        if type(key) is not str:
-            return False
-    return True
-
-
-def _cut_middle(text: str, size: int) -> str:
-    head = max(0, (size - 3) // 2)
-    tail = max(0, size - 3 - head)
-    return text[:head] + FILL + text[len(text) - tail :]
-
-
-def _str_repr(value: str) -> str:
-    text = repr(value[:MAX_REPR])
-    if len(text) <= MAX_REPR:
-        return text
-    head = max(0, (MAX_REPR - 3) // 2)
-    tail = max(0, MAX_REPR - 3 - head)
-    return _cut_middle(repr(value[:head] + value[len(value) - tail :]), MAX_REPR)
-
-
-def _int_repr(value: int) -> str:
-    text = repr(value)
-    return text if len(text) <= MAX_DIGITS else _cut_middle(text, MAX_DIGITS)
-
-
-def _plain_repr(value: Any) -> str:
-    return repr(value)  # None, True, 1.5: short, and no user code
-
-
-def _other_repr(value: Any) -> str:
-    try:
-        text = repr(value)
-    except Exception:
-        return f"<{type(value).__name__} instance at {id(value):#x}>"
-    return text if len(text) <= MAX_REPR else _cut_middle(text, MAX_REPR)
-
-
-_ATOM_REPRS: Final[dict[type, Callable[[Any], str]]] = {
-    str: _str_repr,
-    int: _int_repr,
-    float: _plain_repr,
-    bool: _plain_repr,
-    type(None): _plain_repr,
-}
 _REDACTED_REPR: Final = repr(REDACTED)
 
 
@@ -428,24 +382,3 @@ def _malformed_name(item: Any) -> bytes:
     """The name of a malformed header entry, when it has a usable one."""
     name = item[0] if isinstance(item, tuple | list) and item else None
     return bytes(name[:100]) if isinstance(name, bytes | bytearray) else b"<malformed>"
-
-
-def _type_name(cls: type) -> str:
-    return f"<{cls.__module__}.{cls.__qualname__} object>"
-
-
-@final
-class Shape:
-    """A user object as asgitrace stores it: its class name and (redacted) fields."""
-
-    __slots__ = ("fields", "name")
-
-    def __init__(self, name: str, fields: dict[Any, Any] | None) -> None:
-        self.name = name
-        self.fields = fields
-
-    def __repr__(self) -> str:
-        if self.fields is None:
-            return self.name
-        inner = ", ".join(f"{k}={v!r}" for k, v in self.fields.items())
-        return f"{self.name}({inner})"

@@ -32,7 +32,7 @@ __all__ = ["AVAILABLE", "endpoints_of", "watch", "watch_endpoint"]
 AVAILABLE: Final = sys.version_info >= (3, 12)
 
 _tool: int | None = None
-# id(code) -> code: keyed by id, as `_frames.AppCode` is (hashing a code object is slow),
+# id(code) -> code: keyed by id, as `_walk.AppCode` is (hashing a code object is slow),
 # the value keeping the id the code's own.
 _watched: dict[int, CodeType] = {}
 _lock = threading.Lock()

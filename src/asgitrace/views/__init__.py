@@ -17,9 +17,10 @@ from ._render import (
     print_trace,
     render_trace,
 )
+from ._stats import TraceStats, request_line, trace_stats
 from ._steps import Step, execution_steps
-from ._summary import SummaryView, printable, request_line, summarize, summary_markdown
-from ._text import fmt_duration
+from ._summary import SummaryView, summarize, summary_markdown
+from ._text import fmt_duration, printable
 from ._timeline import Lane, key_moments, timeline_lanes
 from ._tracker import Tracker, variable_tracker
 
@@ -31,6 +32,7 @@ __all__ = [
     "Step",
     "SummaryView",
     "Timeline",
+    "TraceStats",
     "Tracker",
     "VariableTracker",
     "execution_steps",
@@ -45,6 +47,7 @@ __all__ = [
     "summary_markdown",
     "timeline_lanes",
     "to_html",
+    "trace_stats",
     "variable_tracker",
     "write_html",
 ]

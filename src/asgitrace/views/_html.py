@@ -1,6 +1,7 @@
 """`to_html(traces)`: one self-contained HTML page of traces, for a browser.
 
-The page lays out the same models as the rich and markdown views (`_views`): a
+The page lays out the same models as the rich and markdown views (`_steps`, `_tracker`,
+`_timeline`): a
 timeline of every request on one time axis, and for the selected request its execution
 table, variable tracker and key moments. Everything is rendered here, in Python, with
 every trace-derived text escaped; a small inline script adds the interaction (select a
@@ -17,9 +18,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
-import html
 import json
-import math
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -27,10 +26,11 @@ from importlib.resources import files
 from typing import Any, Final, TypeAlias
 
 from .._version import __version__
-from ..trace import Trace, request_label
+from ..trace import Trace
+from ._html_timeline import STATE_NAMES, esc, method_of, status_class, timeline_html
 from ._steps import Step, execution_steps
 from ._text import fmt_duration
-from ._timeline import Lane, key_moments, timeline_lanes
+from ._timeline import key_moments, timeline_lanes
 from ._tracker import variable_tracker
 
 __all__ = ["MAX_DETAILS", "to_html", "write_html"]
@@ -40,17 +40,6 @@ StrPath: TypeAlias = "str | os.PathLike[str]"
 MAX_DETAILS: Final = 200
 """Requests whose tables a report includes; the timeline always shows every request."""
 
-# A lane with more segments than this is drawn at a coarser grain (one bucket per
-# 1/_BUCKETS of the time axis), so a streaming request does not make the page heavy.
-_MAX_SEGMENTS: Final = 400
-_BUCKETS: Final = 2000
-_PRIORITY: Final = {"blocked": 4, "running": 3, "after": 2, "awaiting": 1}
-_STATE_NAMES: Final = {
-    "running": "Running",
-    "awaiting": "Awaiting",
-    "blocked": "Blocked the loop",
-    "after": "After the response",
-}
 _MARK_TAGS: Final = {
     "blocked": "blocked the loop",
     "child": "child task",
@@ -60,10 +49,6 @@ _MARK_TAGS: Final = {
     "cancelled": "cancelled",
     "disconnected": "disconnected",
 }
-_WAIT_KINDS: Final = frozenset({"await", "yield", "thread"})
-# Rows that describe a span already named by the row before them (the wait of an await)
-# or drawn as their own segment (a block).
-_SPANS: Final = frozenset({"blocked", "loop"})
 
 # The page's style sheet and script: package data beside this module (report.css,
 # report.js), read once at import.
@@ -74,10 +59,6 @@ _CSP: Final = (
     "default-src 'none'; style-src 'unsafe-inline'; "
     f"script-src 'sha256-{_SCRIPT_HASH}'; base-uri 'none'; form-action 'none'"
 )
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _json_for_script(data: Any) -> str:
@@ -94,177 +75,12 @@ def _json_for_script(data: Any) -> str:
     return text
 
 
-def _pct(value: float) -> str:
-    return f"{value:.4f}".rstrip("0").rstrip(".") + "%"
-
-
-def _ticks(span: int) -> list[tuple[int, str]]:
-    """Round tick positions (1, 2 or 5 times a power of ten) for an axis of *span* ns."""
-    raw = span / 8
-    magnitude = 10 ** math.floor(math.log10(raw)) if raw >= 1 else 1
-    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
-    step = max(int(step), 1)
-    if span >= 1_000_000_000:
-        unit, scale = "s", 1e9
-    elif span >= 1_000_000:
-        unit, scale = "ms", 1e6
-    elif span >= 1_000:
-        unit, scale = "µs", 1e3
-    else:
-        unit, scale = "ns", 1.0
-    return [(at, "0" if at == 0 else f"{at / scale:g} {unit}") for at in range(0, span + 1, step)]
-
-
-def _status_class(trace: Trace) -> str:
-    status = trace.status
-    if status is None:
-        return "bad" if trace.outcome == "failed" else ""
-    if status >= 500:
-        return "bad"
-    if status >= 400:
-        return "warn"
-    return "ok" if status < 300 else "info"
-
-
-def _method(trace: Trace) -> str:
-    return request_label(trace)
-
-
-def _coarsen(
-    segments: Sequence[tuple[int, int, str]], origin: int, span: int
-) -> list[tuple[int, int, str]]:
-    """At most one segment per bucket of the axis: the state that matters most there."""
-    width = max(span // _BUCKETS, 1)
-    buckets: dict[int, str] = {}
-    for start, end, state in segments:
-        for bucket in range((start - origin) // width, (max(end - 1, start) - origin) // width + 1):
-            held = buckets.get(bucket)
-            if held is None or _PRIORITY[state] > _PRIORITY[held]:
-                buckets[bucket] = state
-    merged: list[tuple[int, int, str]] = []
-    for bucket in sorted(buckets):
-        start, state = origin + bucket * width, buckets[bucket]
-        if merged and merged[-1][2] == state and merged[-1][1] == start:
-            merged[-1] = (merged[-1][0], start + width, state)
-        else:
-            merged.append((start, start + width, state))
-    return merged
-
-
-def _segment_step(
-    trace: Trace, steps: Sequence[Step], start: int, end: int, state: str
-) -> tuple[Step | None, str]:
-    """The execution-table row a timeline segment belongs to, and a sentence for it."""
-    if state == "blocked":
-        block = next(
-            (s for s in steps if s.kind == "blocked" and s.duration_ns == end - start), None
-        )
-        return block, block.action if block is not None else "A step held the event loop"
-    offset = start - trace.start_ns
-    request = trace.task.name
-    found: Step | None = None
-    for step in steps:
-        if step.offset_ns > offset:
-            break
-        if step.kind not in _SPANS and step.task == request:
-            found = step
-    if found is None:  # the arrival, recorded a moment after the trace's start
-        found = next((s for s in steps if s.task == request and s.kind not in _SPANS), None)
-        if found is None:
-            return None, ""
-    if state == "awaiting" and found.kind not in _WAIT_KINDS:
-        return None, "Suspended inside the framework (a short wait the table leaves out)"
-    what = found.action
-    if state == "awaiting" and found.number < len(steps):
-        following = steps[found.number]  # numbers count from 1: this is the next row
-        if following.kind == "loop":
-            what += " — " + following.action
-    return found, what
-
-
-def _lane_html(
-    n: int, trace: Trace, steps: Sequence[Step], lane: Lane, origin: int, span: int
-) -> str:
-    segments: Sequence[tuple[int, int, str]] = lane.segments
-    coarse = len(segments) > _MAX_SEGMENTS
-    if coarse:
-        segments = _coarsen(segments, origin, span)
-    # Waits first, blocks last: later siblings paint over earlier ones.
-    ordered = sorted(segments, key=lambda s: (_PRIORITY[s[2]], s[0]))
-    parts = []
-    for start, end, state in ordered:
-        if coarse:
-            step, what = None, f"Drawn coarsely: this request has {len(lane.segments)} segments"
-        else:
-            step, what = _segment_step(trace, steps, start, end, state)
-        parts.append(
-            f'<div class="seg {_e(state)}" style="left:{_pct((start - origin) * 100 / span)};'
-            f'width:{_pct(max(end - start, 0) * 100 / span)}" data-state="{_e(state)}"'
-            f' data-at="{_e(fmt_duration(max(start - trace.start_ns, 0)))}"'
-            f' data-end="{_e(fmt_duration(max(end - trace.start_ns, 0)))}"'
-            f' data-took="{_e(fmt_duration(end - start))}" data-what="{_e(what)}"'
-            f' data-step="{step.number if step is not None else ""}"></div>'
-        )
-    blocked = any(s[2] == "blocked" for s in lane.segments)
-    status = trace.status if trace.status is not None else trace.outcome
-    full = f"{_method(trace)} {trace.path}"
-    flag = '<span class="lane-flag" title="blocked the event loop">⚠</span>' if blocked else ""
-    return (
-        f'<div class="lane" id="lane-{n}" data-n="{n}" role="option" aria-selected="false"'
-        f' tabindex="{0 if n == 1 else -1}" title="{_e(full)}">'
-        f'<div class="lane-label"><span class="lane-n">{n}</span>'
-        f'<span class="method">{_e(_method(trace))}</span>'
-        f'<span class="path">{_e(trace.path)}</span>{flag}'
-        f'<span class="pill {_status_class(trace)}">{_e(status)}</span>'
-        f'<span class="lane-dur">{_e(fmt_duration(trace.duration_ns))}</span></div>'
-        f'<div class="track"><div class="extent" style="left:'
-        f"{_pct((lane.start_ns - origin) * 100 / span)};width:"
-        f'{_pct((lane.end_ns - lane.start_ns) * 100 / span)}"></div>{"".join(parts)}</div></div>'
-    )
-
-
-def _timeline_html(
-    traces: Sequence[Trace], steps: Sequence[Sequence[Step]], lanes: Sequence[Lane]
-) -> str:
-    origin = min(lane.start_ns for lane in lanes)
-    span = max(max(lane.end_ns for lane in lanes) - origin, 1)
-    ticks = _ticks(span)
-    tick_html = "".join(
-        f'<span class="tick{" first" if at == 0 else ""}" style="left:{_pct(at * 100 / span)}">'
-        f"{_e(label)}</span>"
-        for at, label in ticks
-    )
-    grid = "".join(
-        f'<div class="gl" style="left:{_pct(at * 100 / span)}"></div>' for at, _ in ticks
-    )
-    lane_html = "".join(
-        _lane_html(n, trace, trace_steps, lane, origin, span)
-        for n, (trace, trace_steps, lane) in enumerate(zip(traces, steps, lanes, strict=True), 1)
-    )
-    legend = "".join(
-        f'<span><i class="{state}"></i>{_e(name.lower())}</span>'
-        for state, name in _STATE_NAMES.items()
-    )
-    return (
-        '<section class="card" id="timeline">'
-        '<div class="card-head"><h2>Timeline</h2>'
-        '<span class="hint">one lane per request · click a lane to see its tables</span>'
-        f'<div class="legend">{legend}</div></div>'
-        '<div class="tl" id="timeline-lanes" role="listbox" aria-label="Requests">'
-        '<div class="tl-axis"><div class="corner">Request</div>'
-        f'<div class="ticks">{tick_html}</div></div>'
-        f'<div class="tl-body"><div class="grid">{grid}</div>{lane_html}</div></div>'
-        '<div class="seg-detail" id="seg-detail">Hover a segment for its details;'
-        " click one to pin them here.</div></section>"
-    )
-
-
 def _row_html(n: int, step: Step) -> str:
     classes = [f"kind-{step.kind}"] if step.kind else []
     if step.mark:
         classes.append(f"mark-{step.mark}")
     tag = _MARK_TAGS.get(step.mark)
-    action = (f'<span class="tag {_e(step.mark)}">{_e(tag)}</span>' if tag else "") + _e(
+    action = (f'<span class="tag {esc(step.mark)}">{esc(tag)}</span>' if tag else "") + esc(
         step.action
     )
     at = ("≈" if step.approx else "") + fmt_duration(step.offset_ns)
@@ -272,10 +88,10 @@ def _row_html(n: int, step: Step) -> str:
     awaited = '<span class="yes">Yes</span>' if step.awaited else '<span class="no">No</span>'
     return (
         f'<tr id="req-{n}-step-{step.number}" class="{" ".join(classes)}">'
-        f'<td class="num">{step.number}</td><td class="num time">{_e(at)}</td>'
-        f'<td class="num time">{_e(took)}</td><td class="action">{action}</td>'
-        f"<td>{_e(step.before)}</td><td>{awaited}</td><td>{_e(step.after)}</td>"
-        f'<td class="out"><code>{_e(step.output)}</code></td></tr>'
+        f'<td class="num">{step.number}</td><td class="num time">{esc(at)}</td>'
+        f'<td class="num time">{esc(took)}</td><td class="action">{action}</td>'
+        f"<td>{esc(step.before)}</td><td>{awaited}</td><td>{esc(step.after)}</td>"
+        f'<td class="out"><code>{esc(step.output)}</code></td></tr>'
     )
 
 
@@ -290,8 +106,8 @@ def _moment_class(moment: str) -> str:
 def _headers_html(trace: Trace) -> str:
     groups = [("Request headers", trace.headers), ("Response headers", trace.response_headers)]
     tables = "".join(
-        f"<table><tr><th>{_e(name)}</th><th></th></tr>"
-        + "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in pairs)
+        f"<table><tr><th>{esc(name)}</th><th></th></tr>"
+        + "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in pairs)
         + "</table>"
         for name, pairs in groups
         if pairs
@@ -322,8 +138,8 @@ def _request_html(n: int, trace: Trace, steps: Sequence[Step]) -> str:
         ("Events", str(len(trace.raw_events))),
         ("Dropped", f"{trace.dropped} (max_events)" if trace.dropped else ""),
     ]
-    meta_html = "".join(f"<div><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>" for k, v in meta if v)
-    moments = "".join(f'<li class="{_moment_class(m)}">{_e(m)}</li>' for m in key_moments(trace))
+    meta_html = "".join(f"<div><dt>{esc(k)}</dt><dd>{esc(v)}</dd></div>" for k, v in meta if v)
+    moments = "".join(f'<li class="{_moment_class(m)}">{esc(m)}</li>' for m in key_moments(trace))
     rows = "".join(_row_html(n, step) for step in steps)
     head = "".join(
         f'<th class="num">{h}</th>' if h in ("Step", "At", "Took") else f"<th>{h}</th>"
@@ -338,14 +154,14 @@ def _request_html(n: int, trace: Trace, steps: Sequence[Step]) -> str:
             "Output",
         )
     )
-    tracker_head = "<th>Variable</th>" + "".join(f"<th>{_e(c)}</th>" for c in tracker.columns)
+    tracker_head = "<th>Variable</th>" + "".join(f"<th>{esc(c)}</th>" for c in tracker.columns)
     tracker_rows = ""
     for name, values in tracker.rows:
         cells = []
         for i, value in enumerate(values):
             changed = "changed" if i and value != values[i - 1] else ("same" if i else "")
-            cells.append(f'<td class="{changed}">{_e(value)}</td>')
-        tracker_rows += f"<tr><td>{_e(name)}</td>{''.join(cells)}</tr>"
+            cells.append(f'<td class="{changed}">{esc(value)}</td>')
+        tracker_rows += f"<tr><td>{esc(name)}</td>{''.join(cells)}</tr>"
     approx = (
         '<p class="note">≈ marks a time derived from the next observation, not observed'
         " itself (exact entry times need Python 3.12+).</p>"
@@ -356,9 +172,9 @@ def _request_html(n: int, trace: Trace, steps: Sequence[Step]) -> str:
         f'<section class="card request" id="req-{n}" data-n="{n}"'
         f' aria-labelledby="req-{n}-title">'
         f'<header class="req-head"><h2 id="req-{n}-title"><span class="req-n">#{n}</span>'
-        f'<span class="method">{_e(_method(trace))}</span>'
-        f'<span class="path">{_e(trace.path)}</span><span class="arrow">→</span>'
-        f'<span class="pill {_status_class(trace)}">{_e(status)}</span></h2>'
+        f'<span class="method">{esc(method_of(trace))}</span>'
+        f'<span class="path">{esc(trace.path)}</span><span class="arrow">→</span>'
+        f'<span class="pill {status_class(trace)}">{esc(status)}</span></h2>'
         f'<dl class="meta">{meta_html}</dl></header>'
         f'<div class="block moments-block"><h3>Key moments</h3>'
         f'<ul class="moments">{moments}</ul></div>'
@@ -435,7 +251,7 @@ def to_html(
         started = _started(ordered[0])
         if started:
             stats.append((started, "first arrival", ""))
-        body.append(_timeline_html(ordered, steps, lanes))
+        body.append(timeline_html(ordered, steps, lanes))
         body.append('<div class="selection" id="selection" aria-live="polite"></div>')
         body.extend(
             _request_html(n, trace, steps[n - 1])
@@ -457,17 +273,17 @@ def to_html(
     else:
         body.append('<section class="card"><div class="empty">No traces to show.</div></section>')
     stats_html = "".join(
-        f'<div class="stat {cls}"><b>{_e(value)}</b><span>{_e(label)}</span></div>'
+        f'<div class="stat {cls}"><b>{esc(value)}</b><span>{esc(label)}</span></div>'
         for value, label, cls in stats
     )
     data = {
         "generator": f"asgitrace {__version__}",
-        "states": _STATE_NAMES,
+        "states": STATE_NAMES,
         "requests": [
             {
                 "n": n,
                 "id": t.id,
-                "method": _method(t),
+                "method": method_of(t),
                 "path": t.path,
                 "status": t.status,
                 "outcome": t.outcome,
@@ -481,15 +297,15 @@ def to_html(
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{_e(_CSP)}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{esc(_CSP)}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta name="generator" content="asgitrace {_e(__version__)}">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        f'<meta name="generator" content="asgitrace {esc(__version__)}">'
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>"
         '<header class="top"><div class="wrap"><div class="brand"><span class="logo"></span>'
-        f'<div><h1>{_e(title)}</h1><div class="sub">what the event loop did, per request'
+        f'<div><h1>{esc(title)}</h1><div class="sub">what the event loop did, per request'
         f'</div></div></div><div class="stats">{stats_html}</div></div></header>'
         f'<main class="wrap">{"".join(body)}</main>'
-        f"<footer>asgitrace {_e(__version__)} · a self-contained page: it loads nothing"
+        f"<footer>asgitrace {esc(__version__)} · a self-contained page: it loads nothing"
         " from the network</footer>"
         '<script type="application/json" id="asgitrace-data">'
         f"{_json_for_script(data)}</script>"

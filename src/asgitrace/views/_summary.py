@@ -9,8 +9,6 @@ Nothing here prints.
 from __future__ import annotations
 
 import math
-import os
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -18,114 +16,19 @@ from typing import TYPE_CHECKING, Final
 from rich.table import Table
 from rich.text import Text
 
-from ..trace import EventKind, Trace, request_label
+from ..trace import Trace, request_label
 from ._markdown import md_table
 from ._render import _box, _style
-from ._text import fmt_duration
+from ._stats import TraceStats, blocked_text, request_text, trace_stats, waits_text, where_text
+from ._text import fmt_duration, printable
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
 
-__all__ = [
-    "Summary",
-    "SummaryView",
-    "TraceStats",
-    "printable",
-    "request_line",
-    "summarize",
-    "summary_markdown",
-    "trace_stats",
-]
+__all__ = ["Summary", "SummaryView", "summarize", "summary_markdown"]
 
 SLOWEST: Final = 5
 _PERCENTILES: Final = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99))
-
-
-def printable(text: str) -> str:
-    """*text* with control characters escaped, so a request path cannot drive the terminal."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
-
-
-def _label(trace: Trace) -> str:
-    return printable(f"{request_label(trace)} {trace.path}")
-
-
-def _where(file: object, line: object) -> str:
-    return f"{os.path.basename(str(file))}:{line}" if file else "?"
-
-
-@dataclass(frozen=True, slots=True)
-class TraceStats:
-    """Per request: how often and how long it waited, and how long it blocked the loop.
-
-    Attributes:
-        waits: Suspensions on something not ready (cooperative yields not counted).
-        waited_ns: Time spent in those suspensions, summed over the request's tasks.
-        blocked_ns: Time its steps held the event loop past the blocking threshold.
-        blocked_at: ``file:line`` of the longest blocked step, or ``""``.
-    """
-
-    waits: int
-    waited_ns: int
-    blocked_ns: int
-    blocked_at: str
-
-
-def trace_stats(trace: Trace) -> TraceStats:
-    """Count the waits and blocked time of one trace."""
-    waits = waited = blocked = longest = 0
-    blocked_at = ""
-    pending: set[int] = set()
-    for e in trace.events:
-        if e.kind is EventKind.AWAITING:
-            if not e.get("cooperative"):
-                waits += 1
-                pending.add(e.task.id)
-        elif e.kind is EventKind.RESUMED and e.task.id in pending:
-            pending.discard(e.task.id)
-            waited += int(e.get("waited_ns") or 0)
-        elif e.kind is EventKind.BLOCKED:
-            duration = int(e.get("duration_ns") or 0)
-            blocked += duration
-            if duration >= longest:
-                longest, blocked_at = duration, _where(e.get("file"), e.get("line"))
-    return TraceStats(waits, waited, blocked, blocked_at)
-
-
-def _waits_text(stats: TraceStats) -> str:
-    if not stats.waits:
-        return "no waits"
-    noun = "wait" if stats.waits == 1 else "waits"
-    return f"{stats.waits} {noun} {fmt_duration(stats.waited_ns)}"
-
-
-def _blocked_text(stats: TraceStats) -> str:
-    if not stats.blocked_ns:
-        return "no blocking"
-    return f"blocked {fmt_duration(stats.blocked_ns)} at {stats.blocked_at}"
-
-
-def request_line(trace: Trace) -> Text:
-    """One compact line for a finished request (``asgitrace serve``).
-
-    ``14:03:07 GET  /wait 200 1.002 s · 1 wait 1.001 s · no blocking``
-    """
-    stats = trace_stats(trace)
-    line = Text(time.strftime("%H:%M:%S", time.localtime(trace.start)) + " ", style="dim")
-    line.append(f"{request_label(trace):<4} ", style="bold")
-    line.append(printable(trace.path + (f"?{trace.query}" if trace.query else "")) + " ")
-    status = "—" if trace.status is None else str(trace.status)
-    error = trace.status is None or trace.status >= 500
-    line.append(status, style="asgitrace.failed" if error else "asgitrace.running")
-    line.append(f" {fmt_duration(trace.duration_ns)}", style="asgitrace.time")
-    line.append(f" · {_waits_text(stats)} · ")
-    line.append(_blocked_text(stats), style="asgitrace.blocked" if stats.blocked_ns else "")
-    if trace.outcome != "completed":
-        extra = f" ({trace.exception})" if trace.exception else ""
-        line.append(f" · {trace.outcome}{extra}", style="asgitrace.failed")
-    return line
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +125,7 @@ def summarize(
     spot_requests: dict[tuple[str, str], set[str]] = {}
     for t in traces:
         for b in t.blocking():
-            key = (_where(b.get("file"), b.get("line")), printable(str(b.get("code") or "?")))
+            key = (where_text(b.get("file"), b.get("line")), printable(str(b.get("code") or "?")))
             spots.setdefault(key, []).append(int(b.get("duration_ns") or 0))
             spot_requests.setdefault(key, set()).add(t.id)
     blocking = sorted(
@@ -325,11 +228,11 @@ class SummaryView:
         for trace, stats in s.slowest:
             table.add_row(
                 trace.id,
-                _label(trace),
+                request_text(trace),
                 "—" if trace.status is None else str(trace.status),
                 fmt_duration(trace.duration_ns),
-                _waits_text(stats),
-                _blocked_text(stats) if stats.blocked_ns else "",
+                waits_text(stats),
+                blocked_text(stats) if stats.blocked_ns else "",
             )
         yield table
         yield Text("")
@@ -384,11 +287,11 @@ def summary_markdown(summary: Summary, *, blocking_threshold: float | None = Non
         (
             (
                 f"`{t.id}`",
-                f"`{_label(t)}`",
+                f"`{request_text(t)}`",
                 "—" if t.status is None else str(t.status),
                 fmt_duration(t.duration_ns),
-                _waits_text(st),
-                _blocked_text(st),
+                waits_text(st),
+                blocked_text(st),
             )
             for t, st in s.slowest
         ),

@@ -14,6 +14,7 @@ __all__ = [
     "fmt_bytes",
     "fmt_duration",
     "is_sleep",
+    "printable",
     "short_name",
     "target_of",
     "where_of",
@@ -62,3 +63,10 @@ def target_of(event: Event) -> str:
 
 def is_sleep(target: str) -> bool:
     return target.startswith(("asyncio.sleep(", "sleep(", "anyio.sleep("))
+
+
+def printable(text: str) -> str:
+    """*text* with control characters escaped, so a request path cannot drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
