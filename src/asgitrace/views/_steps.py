@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from ..trace import Event, EventKind
 from ._rows import (
@@ -119,20 +119,35 @@ _Builder: TypeAlias = Callable[[_Layout, Event, str, bool], None]
 """Lays out the row(s) of one event: (layout, event, task prefix, after the response)."""
 
 
+def _add(
+    s: _Layout, e: Event, *, kind: str, action: str, before: str, after: str, **extra: Any
+) -> None:
+    """Append the row of *e* that awaits nothing (its output `NONE` unless given)."""
+    extra.setdefault("output", NONE)
+    s.rows.append(
+        Row(
+            kind=kind,
+            action=action,
+            before=before,
+            awaited=False,
+            after=after,
+            t_ns=e.t_ns,
+            task=e.task,
+            **extra,
+        )
+    )
+
+
 def _received(s: _Layout, e: Event, prefix: str, late: bool) -> None:
     if "path" in e.fields:
         method = e.get("method") or str(e.get("type", "")).upper()
-        s.rows.append(
-            Row(
-                kind="received",
-                action=f"Request received by ASGI server ({method} {e.get('path')})",
-                before="No active task for this request",
-                awaited=False,
-                after="",
-                output=NONE,
-                t_ns=e.t_ns,
-                task=e.task,
-            )
+        _add(
+            s,
+            e,
+            kind="received",
+            action=f"Request received by ASGI server ({method} {e.get('path')})",
+            before="No active task for this request",
+            after="",
         )
     elif e.get("body_bytes") or e.get("text_chars") or e.get("more_body") or s.detail:
         size = (
@@ -140,17 +155,13 @@ def _received(s: _Layout, e: Event, prefix: str, late: bool) -> None:
             if "text_chars" not in e.fields
             else f"{e.get('text_chars')} chars"
         )
-        s.rows.append(
-            Row(
-                kind="read",
-                action=f"{prefix}Receive {e.get('type')} ({size})",
-                before="Waiting for the client's data",
-                awaited=False,
-                after="Data handed to the app",
-                output=NONE,
-                t_ns=e.t_ns,
-                task=e.task,
-            )
+        _add(
+            s,
+            e,
+            kind="read",
+            action=f"{prefix}Receive {e.get('type')} ({size})",
+            before="Waiting for the client's data",
+            after="Data handed to the app",
         )
 
 
@@ -162,19 +173,15 @@ def _entered(s: _Layout, e: Event, prefix: str, late: bool) -> None:
         if in_thread
         else f"Enter async function {endpoint}"
     )
-    s.rows.append(
-        Row(
-            kind="entered",
-            action=prefix + action,
-            before="Function start",
-            awaited=False,
-            after="",
-            output=NONE,
-            t_ns=e.t_ns,
-            task=e.task,
-            approx=bool(e.get("derived")),
-            function=endpoint,
-        )
+    _add(
+        s,
+        e,
+        kind="entered",
+        action=prefix + action,
+        before="Function start",
+        after="",
+        approx=bool(e.get("derived")),
+        function=endpoint,
     )
 
 
@@ -202,19 +209,16 @@ def _resumed(s: _Layout, e: Event, prefix: str, late: bool) -> None:
     if lag is not None:
         detail_text += f", lag {fmt_duration(lag)}"
     target = target_of(awaited)
-    s.rows.append(
-        Row(
-            kind="resumed",
-            action=f"{prefix}Resume {function} after await ({detail_text})",
-            before="Sleep done" if is_sleep(target) else f"{target} done",
-            awaited=False,
-            after="",
-            output=NONE if e.task != s.request or s.trace.of_kind("returned") else UNKNOWN,
-            t_ns=e.t_ns,
-            task=e.task,
-            mark="after" if late else "",
-            function=function,
-        )
+    _add(
+        s,
+        e,
+        kind="resumed",
+        action=f"{prefix}Resume {function} after await ({detail_text})",
+        before="Sleep done" if is_sleep(target) else f"{target} done",
+        after="",
+        output=NONE if e.task != s.request or s.trace.of_kind("returned") else UNKNOWN,
+        mark="after" if late else "",
+        function=function,
     )
 
 
@@ -249,86 +253,67 @@ def _blocked(s: _Layout, e: Event, prefix: str, late: bool) -> None:
 
 def _spawned(s: _Layout, e: Event, prefix: str, late: bool) -> None:
     parent = e.get("parent")
-    s.rows.append(
-        Row(
-            kind="spawned",
-            action=f"{prefix}Start child task {short_name(e.get('coro'))}()"
-            f" (from {parent.name if parent else '?'})",
-            before="Parent task running",
-            awaited=False,
-            after="Child task scheduled on the loop",
-            output=NONE,
-            t_ns=e.t_ns,
-            task=e.task,
-            mark="after" if late else "child",
-        )
+    _add(
+        s,
+        e,
+        kind="spawned",
+        action=f"{prefix}Start child task {short_name(e.get('coro'))}()"
+        f" (from {parent.name if parent else '?'})",
+        before="Parent task running",
+        after="Child task scheduled on the loop",
+        mark="after" if late else "child",
     )
 
 
 def _task_done(s: _Layout, e: Event, prefix: str, late: bool) -> None:
     outcome = e.get("outcome", "completed")
     exception = e.get("exception")
-    s.rows.append(
-        Row(
-            kind="task_done",
-            action=f"{prefix}Child task {outcome}" + (f" ({exception})" if exception else ""),
-            before="Child task running",
-            awaited=False,
-            after="Child task finished",
-            output=NONE,
-            t_ns=e.t_ns,
-            task=e.task,
-            mark="after" if late else "child",
-        )
+    _add(
+        s,
+        e,
+        kind="task_done",
+        action=f"{prefix}Child task {outcome}" + (f" ({exception})" if exception else ""),
+        before="Child task running",
+        after="Child task finished",
+        mark="after" if late else "child",
     )
 
 
 def _disconnected(s: _Layout, e: Event, prefix: str, late: bool) -> None:
-    s.rows.append(
-        Row(
-            kind="disconnected",
-            action=f"Client disconnected ({e.get('type')})",
-            before="Connection open",
-            awaited=False,
-            after="Connection closed by the client",
-            output=NONE,
-            t_ns=e.t_ns,
-            task=e.task,
-            mark="disconnected",
-        )
+    _add(
+        s,
+        e,
+        kind="disconnected",
+        action=f"Client disconnected ({e.get('type')})",
+        before="Connection open",
+        after="Connection closed by the client",
+        mark="disconnected",
     )
 
 
 def _failed(s: _Layout, e: Event, prefix: str, late: bool) -> None:
     status = e.get("status")
-    s.rows.append(
-        Row(
-            kind="failed",
-            action=f"Endpoint raised {e.get('exception')}",
-            before="Function running",
-            awaited=False,
-            after="Exception propagates to the server",
-            output=f"HTTP {status}" if status else "Server answers 500 / closes",
-            t_ns=e.t_ns,
-            task=e.task,
-            mark="failed",
-        )
+    _add(
+        s,
+        e,
+        kind="failed",
+        action=f"Endpoint raised {e.get('exception')}",
+        before="Function running",
+        after="Exception propagates to the server",
+        output=f"HTTP {status}" if status else "Server answers 500 / closes",
+        mark="failed",
     )
 
 
 def _cancelled(s: _Layout, e: Event, prefix: str, late: bool) -> None:
-    s.rows.append(
-        Row(
-            kind="cancelled",
-            action="Request task cancelled",
-            before="Task pending",
-            awaited=False,
-            after="CancelledError raised in the task",
-            output=NONE,
-            t_ns=e.t_ns,
-            task=e.task,
-            mark="cancelled",
-        )
+    _add(
+        s,
+        e,
+        kind="cancelled",
+        action="Request task cancelled",
+        before="Task pending",
+        after="CancelledError raised in the task",
+        mark="cancelled",
     )
 
 
