@@ -17,6 +17,7 @@ from __future__ import annotations
 from .export import (
     JsonlSink,
     MalformedLine,
+    StrPath,
     load_json,
     read_jsonl,
     to_dict,
@@ -30,6 +31,7 @@ from .views import to_html, write_html
 __all__ = [
     "JsonlSink",
     "MalformedLine",
+    "StrPath",
     "load_json",
     "read_jsonl",
     "to_dict",
