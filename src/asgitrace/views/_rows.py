@@ -45,52 +45,36 @@ class Row:
 
 
 def await_row(e: Event, prefix: str, late: bool) -> Row:
+    """The row of a suspension: a worker thread, a cooperative yield, or an await."""
     target = target_of(e)
     function = short_name(e.get("function"))
     where = where_of(e)
     at = f" at {where}" if where else ""
     if e.get("thread") and not e.get("cooperative"):
-        name = short_name(e.get("thread"))
-        return Row(
-            "thread",
-            f"{prefix}Run {name} in a worker thread",
-            "Sync function ready to run",
-            True,
-            "Event loop free while the thread runs",
-            NONE,
-            e.t_ns,
-            e.task,
-            mark="after" if late else "thread",
-            target=target,
-            function=name,
+        function = short_name(e.get("thread"))
+        kind, mark, action = "thread", "thread", f"{prefix}Run {function} in a worker thread"
+        before, after = "Sync function ready to run", "Event loop free while the thread runs"
+    elif e.get("cooperative"):
+        kind, mark, action = "yield", "", f"{prefix}Yield to the event loop ({target})"
+        before, after = f"{function} running{at}", "Other ready tasks run first"
+    else:
+        kind, mark, action = "await", "", f"{prefix}Await {target}"
+        before = (
+            f"{function} paused{at}"
+            if e.get("function")
+            else f"Framework code paused ({e.get('via')})"
         )
-    if e.get("cooperative"):
-        return Row(
-            "yield",
-            f"{prefix}Yield to the event loop ({target})",
-            f"{function} running{at}",
-            True,
-            "Other ready tasks run first",
-            NONE,
-            e.t_ns,
-            e.task,
-            mark="after" if late else "",
-            target=target,
-            function=function,
-        )
-    before = (
-        f"{function} paused{at}" if e.get("function") else f"Framework code paused ({e.get('via')})"
-    )
+        after = "Yield control to event loop"
     return Row(
-        "await",
-        f"{prefix}Await {target}",
-        before,
-        True,
-        "Yield control to event loop",
-        NONE,
-        e.t_ns,
-        e.task,
-        mark="after" if late else "",
+        kind=kind,
+        action=action,
+        before=before,
+        awaited=True,
+        after=after,
+        output=NONE,
+        t_ns=e.t_ns,
+        task=e.task,
+        mark="after" if late else mark,
         target=target,
         function=function,
     )
