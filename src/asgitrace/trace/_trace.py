@@ -110,7 +110,7 @@ class Trace:
         end_ns: int,
         dropped: int,
         raw_events: tuple[RawEvent, ...],
-        context: Any = None,
+        context: Work | None = None,
     ) -> None:
         self.id = id
         self.type = type
