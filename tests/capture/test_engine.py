@@ -15,7 +15,8 @@ import pytest
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import StreamingResponse
 
-from asgitrace import EventKind, Trace, TraceMiddleware, Tracer
+from asgitrace import EventKind, Trace, TraceMiddleware, Tracer, instrument
+from asgitrace.capture._loopmon import RING
 from asgitrace.cli._server import running_server
 
 DELAY = 0.03
@@ -183,6 +184,40 @@ def test_concurrent_waits_overlap_and_see_each_other(loop: str) -> None:
     waits = [t.of_kind("resumed")[0] for t in (first, second)]
     assert any(w.get("other_requests", 0) >= 1 for w in waits)
     assert all(w.get("other_steps", 0) >= 1 for w in waits)
+
+
+async def test_what_ran_while_a_trace_waited_is_fixed_when_it_closes() -> None:
+    """Issue 17: a finished trace reads the loop's other work from its own record, not from
+    the loop monitor's ring, which later steps overwrite."""
+    gate = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/hold":
+            await gate.wait()
+        else:
+            await asyncio.sleep(0.01)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def spin() -> None:
+        for _ in range(RING + 100):  # more steps than the ring remembers
+            await asyncio.sleep(0)
+
+    tracer = Tracer()
+    transport = httpx.ASGITransport(app=instrument(app, tracer=tracer))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        held = asyncio.create_task(client.get("/hold"))  # in flight: later tasks are timed
+        await asyncio.sleep(0)
+        await asyncio.gather(client.get("/a"), client.get("/b"))
+        await asyncio.create_task(spin())
+        gate.set()
+        await held
+
+    waits = [t.of_kind("resumed")[0] for t in tracer.traces if t.path != "/hold"]  # read now
+    assert any(w.get("other_requests", 0) >= 1 for w in waits)
+    assert all("other_tasks" in w.fields for w in waits if w.get("other_steps"))
 
 
 def test_blocking_requests_are_served_one_after_another() -> None:
