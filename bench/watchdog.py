@@ -45,9 +45,27 @@ CONCURRENT = 100
 # --- what a server process of the cost part runs (see _serve.py --handover) -----------
 
 
-def handover_of_installed() -> str:
-    from asgitrace import _loopmon
+def _loopmon_module() -> Any:
+    """asgitrace's loop monitor module, in this layout or the flat one of before issue 17."""
+    import importlib
 
+    try:
+        return importlib.import_module("asgitrace.capture._loopmon")
+    except ImportError:
+        return importlib.import_module("asgitrace._loopmon")
+
+
+def _running_server() -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module("asgitrace.cli._server").running_server
+    except ImportError:
+        return importlib.import_module("asgitrace._server").running_server
+
+
+def handover_of_installed() -> str:
+    _loopmon = _loopmon_module()
     return "knock" if hasattr(_loopmon._Watchdog, "knock") else "handoff"
 
 
@@ -56,9 +74,7 @@ def patch_watchdog(handover: str) -> dict[str, Any]:
 
     Returns the live statistics dict (``late_ns``: one entry per look that followed a
     planned timer, ``checks``)."""
-    from asgitrace import _loopmon
-
-    dog = _loopmon._WATCHDOG
+    dog = _loopmon_module()._WATCHDOG
     stats: dict[str, Any] = {"late_ns": [], "checks": 0, "handover": handover}
     if handover == "contend":
         dog.knock = lambda: None  # type: ignore[method-assign]
@@ -131,7 +147,8 @@ async def _accuracy_round(handover: str, loop: str) -> dict[str, int]:
     import httpx
 
     from asgitrace import Tracer, instrument
-    from asgitrace._server import running_server
+
+    running_server = _running_server()
 
     tracer = Tracer(max_traces=CONCURRENT * 2)
     app = instrument(_build_app(), tracer=tracer)

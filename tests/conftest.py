@@ -18,9 +18,22 @@ from typing import Any
 import blockbuster
 import pytest
 from fastapi import FastAPI, HTTPException
+from hypothesis import HealthCheck, settings
 
 import asgitrace
-from asgitrace import _log
+from asgitrace._support import _log
+
+# The one hypothesis profile of the suite (the property tests in tests/properties/): few
+# examples, reproducible, no example database, no deadline on a loaded 2-core machine.
+settings.register_profile(
+    "asgitrace",
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile("asgitrace")
 
 Message = dict[str, Any]
 
@@ -115,20 +128,22 @@ _BLOCKBUSTER = os.path.dirname(os.path.abspath(blockbuster.__file__))
 
 
 # asgitrace's own calls that block by contract (qualified names), none on the request
-# path: the caller asked to write a file or to wait, as `open()` would; a failing test
-# assertion's message, which asks the OS for the working directory; a failure's one log
-# record, which goes to the app's own logging handlers as any library's does; and the
-# demo's app, which blocks the loop on purpose.
+# path: the caller asked to write a file or to wait, as `open()` would; the source lines
+# of a trace, read (once, through linecache) when the caller first reads its events; a
+# failing test assertion's message, which asks the OS for the working directory; a
+# failure's one log record, which goes to the app's own logging handlers as any
+# library's does; and the demo's app, which blocks the loop on purpose.
 _BLOCKS_BY_CONTRACT = frozenset(
     {
         "write_jsonl",
         "read_jsonl",
         "write_perfetto",
         "write_html",
-        "_Offload.flush",
-        "_Offload.close",
+        "Offload.flush",
+        "Offload.close",
         "log_failure",
         "_short_path",
+        "source_line",
         "blocking_app.<locals>.wait_endpoint",
     }
 )
@@ -187,6 +202,10 @@ class AsgitraceBlockBuster(blockbuster.BlockBuster):
                 frame = frame.f_back
             where = f"{caller}:{frame.f_lineno} in {_qualname(frame.f_code)}"
             self.flagged.append((name, where))
+            if os.environ.get("ASGITRACE_DEBUG_BLOCKING"):
+                import traceback
+
+                traceback.print_stack(sys._getframe(1), file=sys.__stderr__)
             return False
 
         return can_block

@@ -23,7 +23,6 @@ from asgitrace import (
     instrument,
     testing,
 )
-from asgitrace._match import Pattern, Step, match_order, pattern_text, step_text
 from asgitrace.testing import (
     BlockingError,
     assert_awaits,
@@ -32,6 +31,7 @@ from asgitrace.testing import (
     capture_traces,
     render_text,
 )
+from asgitrace.trace._match import Pattern, Step, match_order, pattern_text, step_text
 
 TASK = TaskRef(1, "Task-1")
 CHILD = TaskRef(2, "fetch")
@@ -178,7 +178,7 @@ def test_render_text_falls_back_to_a_list_of_events_when_rendering_fails(
     def broken(trace: Trace) -> Any:
         raise RuntimeError("renderer bug")
 
-    monkeypatch.setattr("asgitrace._render.render_trace", broken)
+    monkeypatch.setattr("asgitrace.views.render_trace", broken)
 
     text = render_text(reference)
     render_text(reference)

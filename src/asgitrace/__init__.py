@@ -1,24 +1,31 @@
 """asgitrace: what the asyncio event loop really did while your ASGI app served a request.
 
-Layers (imports point downward only): ``_types``/``_events`` (data) → ``_context``,
-``_trace``, ``_tracer`` (model) → ``_middleware`` (capture) → ``_render`` (rich views) →
-``testing``. The pytest plugin and the CLI are leaves: nothing here imports them, so
-``import asgitrace`` never pulls in pytest.
+The folders are the layers, and imports point downward only (import-linter holds it):
+``capture`` (the hot path: middleware, stepper, task hook, loop monitor) and ``views``
+(tables, timeline, markdown, HTML) sit side by side over ``trace`` (the model: events,
+the codec of raw records, `Trace`), which sits over ``_support`` (log, errors, safe
+reprs, redaction); ``export`` (JSON, JSON lines, Perfetto) reads traces and views. This
+module, `testing`, `exporters` and `otel` are the faces users import; the pytest plugin
+and the CLI are leaves: nothing here imports them, so ``import asgitrace`` never pulls in
+pytest.
 """
 
 from __future__ import annotations
 
 from . import exporters, testing
-from ._errors import AsgiTraceError, TraceOrderError
-from ._events import Event, EventKind, TaskRef
-from ._explain import explain
-from ._frames import default_is_app_file
-from ._middleware import TraceMiddleware, instrument
-from ._redact import Redactor
-from ._render import THEME, ExecutionTable, KeyMoments, Timeline, VariableTracker, print_trace
-from ._trace import Trace
-from ._tracer import Tracer
+from ._support import AsgiTraceError, Redactor, TraceOrderError
 from ._version import __version__
+from .capture import TraceMiddleware, Tracer, default_is_app_file, instrument
+from .trace import Event, EventKind, TaskRef, Trace
+from .views import (
+    THEME,
+    ExecutionTable,
+    KeyMoments,
+    Timeline,
+    VariableTracker,
+    explain,
+    print_trace,
+)
 
 __all__ = [
     "AsgiTraceError",
@@ -46,6 +53,6 @@ __all__ = [
 
 for _name in __all__:
     _obj = globals()[_name]
-    if isinstance(_obj, type | type(explain)) and _obj.__module__.startswith("asgitrace._"):
+    if isinstance(_obj, type | type(explain)) and _obj.__module__.startswith("asgitrace."):
         _obj.__module__ = "asgitrace"
 del _name, _obj

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import httpx
     from starlette.testclient import TestClient
 
-    from ._types import ASGIApp
+    from ._support import ASGIApp
 
 __all__ = [
     "DEFAULT_MAX_BLOCKING_MS",

@@ -23,12 +23,19 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeAlias
 
-from ._errors import AsgiTraceError, TraceOrderError
-from ._events import Event
-from ._log import log_failure
-from ._match import Mismatch, Pattern, Step, match_order, mismatch_text, step_text
-from ._trace import Trace
-from ._tracer import Tracer
+from ._support import AsgiTraceError, TraceOrderError, log_failure
+from .capture import Tracer
+from .trace import (
+    Event,
+    Mismatch,
+    Pattern,
+    Step,
+    Trace,
+    match_order,
+    mismatch_text,
+    request_label,
+    step_text,
+)
 
 __all__ = [
     "AwaitStep",
@@ -96,7 +103,7 @@ def render_text(trace: Trace, *, width: int = 100) -> str:
     try:
         from rich.console import Console
 
-        from ._render import render_trace
+        from .views import render_trace
 
         console = Console(
             file=io.StringIO(),
@@ -264,7 +271,7 @@ def _event_text(event: Event, noun: str) -> str:
 
 
 def _request(trace: Trace) -> str:
-    method = trace.method or trace.type.upper()
+    method = request_label(trace)
     status = f" → {trace.status}" if trace.status is not None else ""
     return f"{method} {trace.path}{status}"
 

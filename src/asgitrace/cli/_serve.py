@@ -1,0 +1,124 @@
+"""``asgitrace serve``: the app under uvicorn on a socket we bind, one line per request."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.text import Text
+
+from .. import exporters
+from ..views import request_line
+from ._app import CliError
+from ._output import load
+
+if TYPE_CHECKING:
+    from .._support import ASGIApp
+    from ..trace import Trace
+
+__all__ = ["serve"]
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind *host*:*port* ourselves, so that a port in use is one clear error."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except (OSError, OverflowError) as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc}") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise CliError(
+                f"port {port} on {host} is in use: stop the other server or pick --port"
+            ) from exc
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _announce(console: Console, url: str, jsonl: str | None) -> None:
+    """Say where the app listens (tests wrap this to learn the port)."""
+    saving = f", traces appended to {jsonl}" if jsonl else ""
+    console.print(
+        Text(f"asgitrace serve: listening on {url}{saving} (Ctrl-C to stop)", style="bold"),
+        soft_wrap=True,
+    )
+
+
+async def _serve_forever(app: ASGIApp, sock: socket.socket, ready: Callable[[], None]) -> None:
+    import uvicorn
+
+    config = uvicorn.Config(app, lifespan="auto", log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+
+    async def announce() -> None:
+        while not server.started:  # noqa: ASYNC110 - uvicorn has a flag, not an event
+            await asyncio.sleep(0.01)
+        ready()
+
+    announcer = asyncio.create_task(announce())
+    try:
+        # Awaited here rather than in a task: uvicorn calls sys.exit when the app's
+        # lifespan startup fails, and a task would let that escape the event loop.
+        await server.serve(sockets=[sock])
+    except SystemExit:
+        pass
+    finally:
+        announcer.cancel()
+    if not server.started:
+        raise CliError("the server stopped before it started (did the app's startup fail?)")
+
+
+def serve(args: argparse.Namespace, console: Console) -> int:
+    try:
+        import uvicorn  # noqa: F401  (checked before the app is imported)
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise CliError("asgitrace serve needs uvicorn: pip install 'asgitrace[demo]'") from exc
+    traced, tracer = load(args)
+    sock = _listen(args.host, args.port)
+    served = 0
+
+    def line(trace: Trace) -> None:
+        nonlocal served
+        served += 1
+        console.print(request_line(trace), soft_wrap=True)
+
+    callbacks: list[Callable[[Trace], object]] = [line]
+    sink: exporters.JsonlSink | None = None
+    try:
+        if args.jsonl is not None:
+            try:
+                sink = exporters.JsonlSink(args.jsonl)
+            except OSError as exc:
+                raise CliError(f"cannot write {args.jsonl}: {exc.strerror or exc}") from exc
+            callbacks.append(sink)
+        for callback in callbacks:
+            tracer.add_callback(callback)
+        url = _url(sock)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve_forever(traced, sock, lambda: _announce(console, url, args.jsonl)))
+    finally:
+        for callback in callbacks:
+            tracer.remove_callback(callback)
+        sock.close()
+        if sink is not None:
+            sink.close()
+    noun = "request" if served == 1 else "requests"
+    saved = f"; {sink.written} written to {args.jsonl}" if sink is not None else ""
+    dropped = f" ({sink.dropped} dropped)" if sink is not None and sink.dropped else ""
+    console.print(Text(f"Stopped after {served} {noun}{saved}{dropped}."), soft_wrap=True)
+    return 0

@@ -1,0 +1,378 @@
+"""rich renderables of traces; the only module that imports rich.
+
+Every renderable follows rich's console protocol and styles through theme names
+(``asgitrace.blocked`` ...) with a built-in fallback, so a user's own `Console` (with
+or without `THEME`) renders them; colour goes away by itself when the output is not a
+terminal or ``NO_COLOR`` is set. ``ascii=True`` swaps box drawing and timeline glyphs
+for plain ASCII.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from rich import box
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+from rich.theme import Theme
+
+from ..trace import Event, EventKind, request_label
+from ._steps import execution_steps
+from ._text import fmt_bytes, fmt_duration
+from ._timeline import key_moments, timeline_lanes
+from ._tracker import variable_tracker
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from ..trace import Trace
+
+__all__ = [
+    "THEME",
+    "EventTable",
+    "ExecutionTable",
+    "KeyMoments",
+    "Timeline",
+    "VariableTracker",
+    "describe_event",
+    "print_trace",
+    "render_events",
+    "render_trace",
+]
+
+_STYLES: Final[Mapping[str, str]] = {
+    "asgitrace.title": "bold",
+    "asgitrace.blocked": "bold red",
+    "asgitrace.failed": "bold red",
+    "asgitrace.cancelled": "yellow",
+    "asgitrace.disconnected": "yellow",
+    "asgitrace.child": "magenta",
+    "asgitrace.thread": "blue",
+    "asgitrace.loop": "dim",
+    "asgitrace.after": "dim italic",
+    "asgitrace.awaited": "cyan",
+    "asgitrace.running": "green",
+    "asgitrace.awaiting": "cyan",
+    "asgitrace.time": "dim",
+    "asgitrace.approx": "dim italic",
+}
+THEME: Final = Theme(dict(_STYLES))
+"""The default styles; pass ``Console(theme=asgitrace.THEME)`` or override any name."""
+
+
+_CONTROL: Final = {
+    code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if code != 0x0A
+}
+
+
+def _t(text: str, style: Style | str = "") -> Text:
+    """Text from a trace, shown literally: no rich markup, no terminal control characters.
+
+    Paths, headers and reprs come from clients and apps; ``[red]`` or ``\\x1b[2J`` in
+    them must not style or clear the reader's terminal.
+    """
+    return Text(text.translate(_CONTROL), style=style)
+
+
+def _style(console: Console, name: str) -> Style:
+    return console.get_style(f"asgitrace.{name}", default=_STYLES.get(f"asgitrace.{name}", ""))
+
+
+def _box(ascii_only: bool, options: ConsoleOptions) -> box.Box:
+    if ascii_only or options.ascii_only:
+        return box.ASCII
+    return box.SIMPLE_HEAD
+
+
+def _heading(trace: Trace) -> str:
+    method = request_label(trace)
+    status = trace.status if trace.status is not None else "-"
+    route = f" (route {trace.route})" if trace.route and trace.route != trace.path else ""
+    return (
+        f"{method} {trace.path}{route} → {status} in {fmt_duration(trace.duration_ns)}"
+        f" · {trace.outcome}"
+    )
+
+
+def _ms(ns: int | None) -> str:
+    return "" if ns is None else f"{ns / 1e6:.1f}"
+
+
+class ExecutionTable:
+    """The tutorial's execution table, from real execution: one row per step.
+
+    Columns: Step, At (ms from arrival), Took (ms), Action, State Before, Awaited?,
+    State After, Output. Blocked steps, child tasks, worker-thread work and work after
+    the response are marked.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, trace: Trace, *, ascii: bool = False, detail: bool = False) -> None:
+        self.trace = trace
+        self.ascii = ascii
+        self.detail = detail
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield _t(f"Execution table · {_heading(self.trace)}", _style(console, "title"))
+        # The tutorial's six columns need ~120 cells; narrower, the two states share one
+        # column ("before → after") and the duration joins the time.
+        wide = options.max_width >= 120
+        table = Table(
+            box=_box(self.ascii, options),
+            show_edge=False,
+            pad_edge=False,
+            expand=options.max_width <= 160,
+        )
+        table.add_column("Step", justify="right", no_wrap=True)
+        table.add_column("At ms", justify="right", no_wrap=True, style=_style(console, "time"))
+        if wide:
+            table.add_column("Took", justify="right", no_wrap=True, style=_style(console, "time"))
+        table.add_column("Action", ratio=3, overflow="fold")
+        if wide:
+            table.add_column("State Before", ratio=2, overflow="fold")
+            table.add_column("Awaited?", no_wrap=True)
+            table.add_column("State After", ratio=2, overflow="fold")
+        else:
+            table.add_column("Awaited?", no_wrap=True)
+            table.add_column("State Before → After", ratio=3, overflow="fold")
+        table.add_column("Output", ratio=2, overflow="fold")
+        arrow = " -> " if self.ascii or options.ascii_only else " → "
+        for step in execution_steps(self.trace, detail=self.detail):
+            mark = step.mark
+            style = _style(console, mark) if mark else Style.null()
+            approx = ("~" if self.ascii else "≈") if step.approx else ""
+            at = approx + _ms(step.offset_ns)
+            took = fmt_duration(step.duration_ns) if step.duration_ns is not None else ""
+            action = _t(step.action, style)
+            if mark == "blocked":
+                action = _t(("!! " if self.ascii else "⚠ ") + step.action, style)
+            elif mark == "after":
+                action = _t("(after response) " + step.action, style)
+            awaited = Text("Yes", style=_style(console, "awaited")) if step.awaited else "No"
+            if wide:
+                table.add_row(
+                    str(step.number),
+                    at,
+                    took,
+                    action,
+                    _t(step.before),
+                    awaited,
+                    _t(step.after),
+                    _t(step.output),
+                )
+            else:
+                if took and mark != "blocked":
+                    action.append(f" [{took}]", style=_style(console, "time"))
+                table.add_row(
+                    str(step.number),
+                    at,
+                    action,
+                    awaited,
+                    _t(step.before + arrow + step.after),
+                    _t(step.output),
+                )
+        if self.trace.dropped:
+            table.caption = f"{self.trace.dropped} event(s) dropped (max_events)"
+        yield table
+
+
+class VariableTracker:
+    """The tutorial's variable tracker: each tracked value after each step that changed one.
+
+    Rows: the function's state, each await expression, the response, and the variables
+    named in ``Tracer(watch=...)``.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, trace: Trace, *, ascii: bool = False) -> None:
+        self.trace = trace
+        self.ascii = ascii
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        tracker = variable_tracker(self.trace)
+        yield Text("Variable tracker", style=_style(console, "title"))
+        table = Table(box=_box(self.ascii, options), show_edge=False, pad_edge=False)
+        table.add_column("Variable", overflow="fold", min_width=16)
+        for column in tracker.columns:
+            table.add_column(column, overflow="fold")
+        for name, values in tracker.rows:
+            table.add_row(_t(name), *(_t(value) for value in values))
+        yield table
+
+
+class KeyMoments:
+    """The few things about a trace worth noticing: blocks, long waits, lag, threads.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, trace: Trace, *, ascii: bool = False) -> None:
+        self.trace = trace
+        self.ascii = ascii
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield Text("Key moments", style=_style(console, "title"))
+        bullet = "- " if self.ascii or options.ascii_only else "• "
+        for moment in key_moments(self.trace):
+            style = _style(console, "blocked") if moment.startswith("Blocked") else Style.null()
+            yield _t(bullet + moment, style)
+
+
+_GLYPHS: Final = {"running": "█", "awaiting": "─", "blocked": "▓", "after": "▒"}
+_ASCII_GLYPHS: Final = {"running": "#", "awaiting": "-", "blocked": "X", "after": "+"}
+_PRIORITY: Final = {"blocked": 4, "running": 3, "after": 2, "awaiting": 1}
+
+
+class Timeline:
+    """Several requests as swimlanes over one time axis: who ran while whom waited.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, traces: Iterable[Trace], *, ascii: bool = False) -> None:
+        self.traces = list(traces)
+        self.ascii = ascii
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        lanes = timeline_lanes(self.traces)
+        yield Text("Timeline", style=_style(console, "title"))
+        if not lanes:
+            yield Text("(no traces)")
+            return
+        ascii_only = self.ascii or options.ascii_only
+        glyphs = _ASCII_GLYPHS if ascii_only else _GLYPHS
+        origin = min(lane.start_ns for lane in lanes)
+        end = max(lane.end_ns for lane in lanes)
+        span = max(end - origin, 1)
+        labels = [f"{i}. {lane.label}" for i, lane in enumerate(lanes, 1)]
+        label_width = min(max(len(label) for label in labels), 28)
+        width = max(options.max_width - label_width - 2, 10)
+        for label, lane in zip(labels, lanes, strict=True):
+            cells: list[str | None] = [None] * width
+            for start, stop, state in lane.segments:
+                first = int((start - origin) * width / span)
+                last = max(int((stop - origin) * width / span), first + 1)
+                for col in range(max(first, 0), min(last, width)):
+                    current = cells[col]
+                    if current is None or _PRIORITY[state] > _PRIORITY[current]:
+                        cells[col] = state
+            text = _t(label[:label_width].ljust(label_width) + "  ")
+            for cell in cells:
+                if cell is None:
+                    text.append(" ")
+                else:
+                    text.append(glyphs[cell], style=_style(console, cell))
+            yield text
+        scale = Text(" " * (label_width + 2))
+        left, right = "0", fmt_duration(span)
+        scale.append(left + right.rjust(width - len(left)), style=_style(console, "time"))
+        yield scale
+        legend = Text(" " * (label_width + 2))
+        for state, name in (
+            ("running", "running"),
+            ("awaiting", "awaiting"),
+            ("blocked", "blocked the loop"),
+            ("after", "after response"),
+        ):
+            legend.append(glyphs[state], style=_style(console, state))
+            legend.append(f" {name}   ")
+        yield legend
+
+
+def describe_event(event: Event) -> str:
+    """A short human sentence for one raw event (used by the event table)."""
+    f: Mapping[str, Any] = event.fields
+    kind = event.kind
+    if kind is EventKind.RECEIVED and "path" in f:
+        version = f" HTTP/{f['http_version']}" if "http_version" in f else ""
+        return f"{str(f.get('method', f.get('type', ''))).upper()} {f['path']}{version}"
+    if kind in (EventKind.RECEIVED, EventKind.SENT, EventKind.DISCONNECTED):
+        parts = [str(f.get("type", ""))]
+        if "status" in f:
+            parts.append(str(f["status"]))
+        if "body_bytes" in f:
+            parts.append(fmt_bytes(f["body_bytes"]))
+        if "text_chars" in f:
+            parts.append(f"{f['text_chars']} chars")
+        if f.get("more_body"):
+            parts.append("more to come")
+        if "code" in f:
+            parts.append(f"code {f['code']}")
+        return ", ".join(parts)
+    if kind is EventKind.AWAITING:
+        where = f" at {f.get('function')} line {f.get('line')}" if f.get("function") else ""
+        return f"{f.get('target')}{where}"
+    if kind is EventKind.RESUMED:
+        return f"waited {fmt_duration(f.get('waited_ns'))}, lag {fmt_duration(f.get('lag_ns'))}"
+    if kind is EventKind.BLOCKED:
+        return f"{fmt_duration(f.get('duration_ns'))} at line {f.get('line')}: {f.get('code')}"
+    if kind is EventKind.FAILED:
+        return f"{f.get('exception')}" + (f" after {f['status']}" if f.get("status") else "")
+    if kind in (EventKind.COMPLETED, EventKind.CANCELLED):
+        return f"status {f['status']}" if f.get("status") is not None else ""
+    return ", ".join(f"{k}={v}" for k, v in f.items() if k not in ("stack", "file"))
+
+
+class EventTable:
+    """The raw events of a trace: order, time, task, kind and details.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, trace: Trace, *, ascii: bool = False) -> None:
+        self.trace = trace
+        self.ascii = ascii
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        trace = self.trace
+        yield _t(f"Events · {_heading(trace)}", _style(console, "title"))
+        table = Table(box=_box(self.ascii, options), show_edge=False, pad_edge=False)
+        table.add_column("#", justify="right")
+        table.add_column("At ms", justify="right", style=_style(console, "time"))
+        table.add_column("Task", overflow="fold")
+        table.add_column("Event")
+        table.add_column("Details", overflow="fold")
+        for index, event in enumerate(trace.events, 1):
+            table.add_row(
+                str(index),
+                f"{(event.t_ns - trace.start_ns) / 1e6:.3f}",
+                _t(event.task.name),
+                event.kind.value,
+                _t(describe_event(event)),
+            )
+        yield table
+
+
+def render_events(trace: Trace, *, ascii: bool = False) -> EventTable:
+    """The raw events of *trace* as a table (every field, for debugging)."""
+    return EventTable(trace, ascii=ascii)
+
+
+def render_trace(trace: Trace, *, ascii: bool = False) -> RenderableType:
+    """The execution table, variable tracker and key moments of one trace (what
+    `Trace.__rich__` and `print_trace` show)."""
+    return Group(
+        ExecutionTable(trace, ascii=ascii),
+        Text(""),
+        VariableTracker(trace, ascii=ascii),
+        Text(""),
+        KeyMoments(trace, ascii=ascii),
+    )
+
+
+def print_trace(trace: Trace, console: Console | None = None, *, ascii: bool = False) -> None:
+    """Print a trace's execution table, variable tracker and key moments.
+
+    Args:
+        trace: The trace.
+        console: Where to print; a new terminal console with `THEME` by default.
+        ascii: Use ASCII instead of box-drawing characters.
+
+    .. versionadded:: 0.1
+    """
+    (console or Console(theme=THEME)).print(render_trace(trace, ascii=ascii))
