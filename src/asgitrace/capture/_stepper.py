@@ -303,7 +303,8 @@ class Stepper(Coroutine[Any, Any, Any]):
         t = rec.clock()
         lag = None
         if self.timer_when is not None and self._loop is not None:
-            lag = max(int((self._loop.time() - self.timer_when) * 1e9), 0)
+            late = self._loop.time() - self.timer_when  # -inf: a sleep(inf) woken early
+            lag = int(late * 1e9) if late > 0 else 0
             self.timer_when = None
         # Steps other tasks ran between the suspension and this resume.
         end = mon.steps if mon is not None else 0
