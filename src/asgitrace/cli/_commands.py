@@ -117,6 +117,7 @@ def trace(args: argparse.Namespace, console: Console) -> int:
         summary = SummaryView(
             summarize(traces, elapsed_s=result.elapsed, errors=result.errors),
             blocking_threshold=args.blocking_threshold,
+            ascii=args.ascii,
         )
     report(args, traces, console, summary)
     if summary is not None and args.format not in ("table", "markdown"):
@@ -142,6 +143,6 @@ def show(args: argparse.Namespace, console: Console) -> int:
             note(f"asgitrace: skipped a malformed line: {problem}")
         if len(problems) > 5:
             note(f"asgitrace: ... and {len(problems) - 5} more malformed lines")
-    summary = SummaryView(summarize(traces)) if len(traces) > 1 else None
+    summary = SummaryView(summarize(traces), ascii=args.ascii) if len(traces) > 1 else None
     report(args, traces, console, summary)
     return 0
