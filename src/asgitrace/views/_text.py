@@ -87,6 +87,8 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
+SHORT: Final = 20
+"""A cell this long or shorter is kept on one line when half the spare room allows."""
 GAP: Final = 3
 """Cells between two columns of a table without edges: padding, divider, padding."""
 
@@ -118,7 +120,12 @@ def fit_widths(
     lacking = {i for i in range(len(columns)) if widths[i] < most[i]}
     while spare > 0 and lacking:
         fair = spare // len(lacking)
-        whole = [i for i in sorted(lacking) if most[i] - widths[i] <= fair]
+        whole = [
+            i
+            for i in sorted(lacking)
+            if most[i] - widths[i] <= fair
+            or (most[i] <= SHORT and most[i] - widths[i] <= spare // 2)
+        ]
         if whole:  # these fit on one line within a fair share: give them all they need
             for i in whole:
                 spare -= most[i] - widths[i]
