@@ -24,9 +24,8 @@ from rich.console import Console
 from asgitrace import THEME, Trace
 from asgitrace.views import SummaryView, render_trace, summarize
 
-
 GOLDENS = Path(__file__).parent / "goldens"
-WIDTHS = (80, 120)
+WIDTHS = [80, 120]
 BOX_DRAWING = re.compile("[\u2500-\u257f]")
 TRACES = ("reference", "blocking", "twelve_awaits", "streaming")
 
@@ -72,7 +71,7 @@ def test_golden(name: str, width: int) -> None:
     assert actual == path.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("width", (80, 100, 120))
+@pytest.mark.parametrize("width", [80, 100, 120])
 @pytest.mark.parametrize("name", NAMES)
 def test_every_renderer_fits_its_console(name: str, width: int) -> None:
     text = render(_renderable(name, ascii=False), width=width)

@@ -809,8 +809,8 @@ async def test_realworld_endpoint_is_folded_and_its_tracker_bounded() -> None:
     assert [s.number for s in steps] == list(range(1, len(steps) + 1))
     covered = [x for s in steps for x in (s.covers or (s,))]
     assert len(covered) > len(steps)
-    assert [s.kind for s in steps][0] == "received"
-    assert [s.kind for s in steps][-1] == "sent"
+    assert steps[0].kind == "received"
+    assert steps[-1].kind == "sent"
     assert any("\u00d7" in s.action for s in steps)  # the repeated query, counted
     tracker = variable_tracker(trace)
     assert len(tracker.columns) <= 6
