@@ -854,3 +854,27 @@ def test_library_task_names_read_as_the_user_wrote_them() -> None:
     )
     assert short_task("anyio._core._sockets.connect_tcp.<locals>.try_connect") == "connect_tcp"
     assert short_task("Task-3") == "Task-3"
+
+
+def test_fitted_widths_never_exceed_the_room_nor_cut_a_word() -> None:
+    import random
+
+    from asgitrace.views._text import GAP, fit_widths
+
+    rng = random.Random(19)
+    for _ in range(300):
+        columns = rng.randint(1, 7)
+        words = ["a" * rng.randint(1, 14) for _ in range(40)]
+        header = [" ".join(rng.sample(words, rng.randint(1, 3))) for _ in range(columns)]
+        rows = [
+            [" ".join(rng.sample(words, rng.randint(1, 5))) for _ in range(columns)]
+            for _ in range(rng.randint(1, 6))
+        ]
+        room = rng.randint(10, 140)
+        widths = fit_widths(header, rows, room)
+        if widths is None:
+            continue
+        assert sum(widths) + GAP * (columns - 1) <= room
+        for i, width in enumerate(widths):
+            cells = [header[i], *(row[i] for row in rows)]
+            assert all(len(word) <= width for cell in cells for word in cell.split())

@@ -106,15 +106,25 @@ class ExecutionTable:
 
     Columns: Step, At (ms from arrival), Took (ms), Action, State Before, Awaited?,
     State After, Output. Blocked steps, child tasks, worker-thread work and work after
-    the response are marked.
+    the response are marked. Narrower than 120 columns the two states share a column;
+    narrower than 100 the Awaited? column goes. ``rows=(first, last)`` shows only
+    those steps; ``detail="all"`` every step (a long request is folded by default).
 
     .. versionadded:: 0.1
     """
 
-    def __init__(self, trace: Trace, *, ascii: bool = False, detail: Detail = False) -> None:
+    def __init__(
+        self,
+        trace: Trace,
+        *,
+        ascii: bool = False,
+        detail: Detail = False,
+        rows: tuple[int, int] | None = None,
+    ) -> None:
         self.trace = trace
         self.ascii = ascii
         self.detail = detail
+        self.rows = rows
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield _t(f"Execution table · {_heading(self.trace)}", _style(console, "title"))
@@ -127,6 +137,10 @@ class ExecutionTable:
         ascii_only = self.ascii or options.ascii_only
         arrow = " -> " if ascii_only else " → "
         steps = execution_steps(self.trace, detail=self.detail)
+        total = len(steps)
+        if self.rows is not None:  # only these rows (1-based, inclusive)
+            first, last = max(self.rows[0], 1), min(self.rows[1], total)
+            steps = steps[first - 1 : last]
         fixed: list[tuple[str, list[Text | str]]] = [("Step", []), ("At ms", [])]
         if wide:
             fixed.append(("Took", []))
@@ -215,8 +229,15 @@ class ExecutionTable:
             row: list[Text | str] = [cells[i] for _, cells in fixed]
             row.extend(awaited_cells[i] if n == "Awaited?" else cells_of[n][i] for n in names)
             table.add_row(*row)
+        captions = []
+        if self.rows is not None and len(steps) < total:
+            captions.append(
+                f"rows {steps[0].number}-{steps[-1].number} of {total}" if steps else ""
+            )
         if self.trace.dropped:
-            table.caption = f"{self.trace.dropped} event(s) dropped (max_events)"
+            captions.append(f"{self.trace.dropped} event(s) dropped (max_events)")
+        if any(captions):
+            table.caption = "; ".join(c for c in captions if c)
         yield table
 
 

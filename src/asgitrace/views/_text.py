@@ -120,17 +120,18 @@ def fit_widths(
     lacking = {i for i in range(len(columns)) if widths[i] < most[i]}
     while spare > 0 and lacking:
         fair = spare // len(lacking)
-        whole = [
-            i
-            for i in sorted(lacking)
-            if most[i] - widths[i] <= fair
-            or (most[i] <= SHORT and most[i] - widths[i] <= spare // 2)
-        ]
-        if whole:  # these fit on one line within a fair share: give them all they need
-            for i in whole:
-                spare -= most[i] - widths[i]
+        gave = False
+        for i in sorted(lacking, key=lambda i: (most[i] - widths[i], i)):
+            lack = most[i] - widths[i]
+            # A column that fits on one line within a fair share (or a short one within
+            # half of what is left) gets all it needs.
+            if lack <= min(fair, spare) or (most[i] <= SHORT and lack <= spare // 2):
+                spare -= lack
                 widths[i] = most[i]
                 lacking.discard(i)
+                gave = True
+                break
+        if gave:
             continue
         # The rest: level them up (a heavier column grows faster).
         i = min(lacking, key=lambda i: (widths[i] / (weights[i] if weights else 1), i))
