@@ -184,20 +184,14 @@ class ExecutionTable:
         room = width - fixed_width - GAP * columns_fixed
         header = [name for name, _ in flexible]
         weights = [3 if name == "Action" else 2 for name in header]
+        if width < 160:  # a long await expression reads as name(…) rather than a tower
+            flexible = [(name, [_shortened(c, steps) for c in cells]) for name, cells in flexible]
         widths = fit_widths(
             header,
             [[cells[i].plain for _, cells in flexible] for i in range(len(steps))],
             room,
             weights=weights,
         )
-        if widths is None:  # a long await expression: name it short rather than cut it
-            flexible = [(name, [_shortened(c, steps) for c in cells]) for name, cells in flexible]
-            widths = fit_widths(
-                header,
-                [[cells[i].plain for _, cells in flexible] for i in range(len(steps))],
-                room,
-                weights=weights,
-            )
         table = Table(
             box=_box(self.ascii, options),
             show_edge=False,
