@@ -878,3 +878,52 @@ def test_fitted_widths_never_exceed_the_room_nor_cut_a_word() -> None:
         for i, width in enumerate(widths):
             cells = [header[i], *(row[i] for row in rows)]
             assert all(len(word) <= width for cell in cells for word in cell.split())
+
+
+def _step(number: int, kind: str, task: str = "Task-1", **fields: Any) -> Any:
+    from asgitrace.views import Step
+
+    fields.setdefault("action", f"{kind} {number}")
+    return Step(
+        number=number,
+        before=fields.pop("before", "f paused at app.py:1"),
+        awaited=kind in ("await", "yield", "loop"),
+        after="",
+        output="None",
+        offset_ns=number * 1000,
+        kind=kind,
+        task=task,
+        **fields,
+    )
+
+
+def test_folding_merges_a_yield_into_the_await_of_the_same_line_and_counts_other_tasks() -> None:
+    """Issue 19: the many suspensions inside one ``await client.get(url)`` read as one."""
+    from asgitrace.views._fold import fold_steps
+
+    steps = [_step(1, "received")]
+    n = 2
+    for kind in ("yield", "await", "await", "yield"):
+        steps += [
+            _step(n, kind, target="c.get(url)", action=f"{kind.title()} c.get(url)"),
+            _step(n + 1, "loop", duration_ns=1_000_000),
+            _step(n + 2, "await", task="Task-2", action="[Task-2] Await x"),
+            _step(n + 3, "await", task="Task-3", action="[Task-3] Await y"),
+            _step(n + 4, "resumed", action="Resume f after await (waited 1.0 ms)"),
+        ]
+        n += 5
+    steps += [_step(n, "await", target="late()"), _step(n + 1, "sent")]
+    folded = fold_steps(steps, "Task-1", budget=5)
+    assert [s.kind for s in folded] == ["received", "wait", "await", "sent"]
+    assert folded[1].action == "Await c.get(url) \u00d74 (other tasks ran meanwhile)"
+    assert folded[1].duration_ns == 4_000_000
+    assert [s.number for s in folded] == [1, 2, 3, 4]
+    assert sum(len(s.covers or (s,)) for s in folded) == len(steps)
+    unfolded = fold_steps(steps, "Task-1", budget=100)
+    assert unfolded == steps
+    other = fold_steps(
+        [_step(1, "received"), *(_step(i, "await", task=f"Task-{i}") for i in range(2, 6))],
+        "Task-1",
+        budget=2,
+    )
+    assert other[1].action.endswith("4 other tasks ran (4 steps)")

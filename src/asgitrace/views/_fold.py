@@ -209,7 +209,7 @@ def _merge(first: list[Step], second: list[Step]) -> list[Step]:
 def _one_row(group: list[Step]) -> Step:
     """A whole wait as one row: what was awaited, how long, what came after."""
     head, tail = group[0], group[-1]
-    others = sum(1 for s in group[1:-1] if s.kind == "tasks" or s.task != head.task)
+    others = any(x.task != head.task for s in group for x in _flat(s))
     action = head.action
     if others:
         action += " (other tasks ran meanwhile)"
