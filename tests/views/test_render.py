@@ -927,3 +927,33 @@ def test_folding_merges_a_yield_into_the_await_of_the_same_line_and_counts_other
         budget=2,
     )
     assert other[1].action.endswith("4 other tasks ran (4 steps)")
+
+
+def test_a_narrow_tracker_keeps_the_wait_before_the_return() -> None:
+    """Final shows the response too: when a column must go, the return goes first."""
+    data = reference_trace().to_dict()
+    data["events"] = [e for e in data["events"] if e["kind"] != "returned"]  # before 3.12
+    trace = Trace.from_dict(data)
+    assert variable_tracker(trace).columns == (
+        "Start",
+        "After Step 2",
+        "After Step 3",
+        "After Step 5",
+        "After Step 6",
+        "Final",
+    )
+    assert variable_tracker(trace, max_steps=3).columns == (
+        "Start",
+        "After Step 2",
+        "After Step 3",
+        "After Step 6",
+        "Final",
+    )
+    assert variable_tracker(trace, max_steps=2).columns == (
+        "Start",
+        "After Step 2",
+        "After Step 3",
+        "Final",
+    )
+    text = render(VariableTracker(trace), width=80)
+    assert "(awaiting)" in text.split()

@@ -188,20 +188,25 @@ def _pick(
     await_rows: list[str],
     limit: int,
 ) -> list[tuple[str, dict[str, str]]]:
-    """The columns worth seeing: entering, the return, then the longest waits."""
+    """The columns worth seeing, most wanted first: entering, the longest wait, the
+    return (Final shows the response too), then the other long waits."""
     by_column = {column: i for i, (column, _) in enumerate(changes)}
-    wanted: list[int] = []
     running = [i for i, (_, snap) in enumerate(changes) if snap[state_row] == "Running"]
-    wanted.append(running[0] if running else 0)
     answered = [i for i, (_, snap) in enumerate(changes) if snap["response"] != NONE]
-    wanted.append(answered[0] if answered else len(changes) - 1)
+    waited: list[int] = []
     for label in sorted(await_rows, key=lambda label: -waits[label][0]):
         column = waits[label][2]
         if column in by_column:
-            wanted.append(by_column[column])
+            waited.append(by_column[column])
             after = column.replace("During", "After")
             if after in by_column:
-                wanted.append(by_column[after])
+                waited.append(by_column[after])
+    wanted = [
+        running[0] if running else 0,
+        *waited[:1],
+        answered[0] if answered else len(changes) - 1,
+        *waited[1:],
+    ]
     keep = sorted(list(dict.fromkeys(wanted))[:limit])
     return [changes[i] for i in keep]
 
