@@ -616,3 +616,45 @@ async def test_block(asgitrace_client):
     result = run(pytester, tests)
 
     result.assert_outcomes(passed=1, failed=1)
+
+
+_MANY_AWAITS = """
+
+@app.get("/many")
+async def many_endpoint():
+    for _ in range(12):
+        await asyncio.sleep(0.002)
+    time.sleep(0.06)
+    return {}
+
+
+def test_block(asgitrace_test_client):
+    asgitrace_test_client(app).get("/many")
+
+
+@pytest.mark.asgitrace(show=True)
+def test_block_shown(asgitrace_test_client):
+    asgitrace_test_client(app).get("/many")
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "focused", "whole"),
+    [
+        pytest.param((), 2, 1, id="default: rows around the culprit; show=True: whole once"),
+        pytest.param(("-vv",), 2, 2, id="-vv: the whole table once per test"),
+    ],
+)
+def test_a_blocking_failure_is_short_and_never_shows_a_table_twice(
+    pytester: pytest.Pytester, args: tuple[str, ...], focused: int, whole: int
+) -> None:
+    """Issue 19: a failing marker added a ~150-line table, twice with ``show=True``."""
+    result = run(pytester, _MANY_AWAITS, "--asgitrace-max-blocking-ms=50", *args)
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    report = out.split("short test summary info")[0]
+    assert report.count("Execution table · GET /many") == focused + whole
+    assert report.count("asgitrace: execution tables") == whole
+    assert report.count("Key moments") == focused + whole
+    if not args:
+        assert "Run with -vv (or show=True) for the whole execution table." in out

@@ -263,6 +263,10 @@ def _tracer_of(item: pytest.Item) -> Tracer | None:
     return tracer if isinstance(tracer, Tracer) else None
 
 
+def _shows_tables(item: pytest.Item) -> bool:
+    return _settings(item).show or item.config.get_verbosity() >= 2
+
+
 def _blocking_message(item: pytest.Item, tracer: Tracer) -> str | None:
     settings = _settings(item)
     if settings.max_blocking_ms is None:
@@ -275,7 +279,13 @@ def _blocking_message(item: pytest.Item, tracer: Tracer) -> str | None:
         "Change it with @pytest.mark.asgitrace(max_blocking_ms=...); max_blocking_ms=None\n"
         "turns the check off for a test."
     )
-    return "asgitrace: " + str(BlockingError(blocked, settings.max_blocking_ms / 1000, hint=hint))
+    # The message has the key moments and the rows around the blocking step; the whole
+    # table goes once, in the tables section (show=True or -vv), never in the message
+    # that pytest repeats in its summary.
+    if not _shows_tables(item):
+        hint += "\nRun with -vv (or show=True) for the whole execution table."
+    error = BlockingError(blocked, settings.max_blocking_ms / 1000, hint=hint, tables="focus")
+    return "asgitrace: " + str(error)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -305,7 +315,7 @@ def pytest_runtest_makereport(
         message = _blocking_message(item, tracer)
         if message is not None:
             report.sections.append(("asgitrace: blocking", message))
-    if _settings(item).show:
+    if _shows_tables(item):
         report.sections.append(("asgitrace: execution tables", _tables(tracer)))
     return report
 

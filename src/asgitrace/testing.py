@@ -46,6 +46,7 @@ __all__ = [
     "assert_no_blocking",
     "assert_order",
     "capture_traces",
+    "render_focus",
     "render_text",
 ]
 
@@ -89,6 +90,49 @@ def capture_traces(tracer: Tracer) -> Iterator[list[Trace]]:
         yield captured
     finally:
         tracer.remove_callback(captured.append)
+
+
+def render_focus(
+    trace: Trace, event: Event | None = None, *, width: int = 100, around: int = 2
+) -> str:
+    """Return *trace*'s key moments and the execution-table rows around *event* (its
+    first blocking step by default), as plain text: what a failure shows unless asked
+    for the whole table.
+
+    .. versionadded:: 0.1
+    """
+    try:
+        from rich.console import Console, Group
+        from rich.text import Text
+
+        from .views import ExecutionTable, KeyMoments, execution_steps
+
+        steps = execution_steps(trace)
+        culprit = event if event is not None else next(iter(trace.blocking()), None)
+        number = len(steps)
+        if culprit is not None:
+            offset = culprit.t_ns - trace.start_ns
+            marked = [s for s in steps if s.mark == "blocked"] or steps
+            number = min(marked, key=lambda s: abs(s.offset_ns - offset)).number
+        console = Console(
+            file=io.StringIO(),
+            width=width,
+            color_system=None,
+            record=True,
+            legacy_windows=False,
+            force_jupyter=False,
+        )
+        console.print(
+            Group(
+                KeyMoments(trace),
+                Text(""),
+                ExecutionTable(trace, rows=(number - around, number + around)),
+            )
+        )
+        return console.export_text(styles=False)
+    except Exception as exc:
+        log_failure("rendering a trace as text", exc)
+        return render_text(trace, width=width)
 
 
 def render_text(trace: Trace, *, width: int = 100) -> str:
@@ -288,6 +332,8 @@ class BlockingError(AsgiTraceError, AssertionError):
         threshold: The limit in seconds, or ``None`` for "any ``blocked`` event".
         hint: A paragraph added before the tables (the pytest plugin says there how to
             change the limit).
+        tables: ``"full"``: each request's whole execution table; ``"focus"``: its key
+            moments and the rows around the blocking step; ``"none"``.
 
     Attributes:
         blocked: The ``(trace, event)`` pairs.
@@ -302,10 +348,11 @@ class BlockingError(AsgiTraceError, AssertionError):
         threshold: float | None = None,
         *,
         hint: str = "",
+        tables: str = "full",
     ) -> None:
         self.blocked = tuple(blocked)
         self.threshold = threshold
-        super().__init__(_blocking_message(self.blocked, threshold, hint))
+        super().__init__(_blocking_message(self.blocked, threshold, hint, tables))
 
 
 def _ms(ns: float) -> str:
@@ -313,7 +360,7 @@ def _ms(ns: float) -> str:
 
 
 def _blocking_message(
-    blocked: Sequence[tuple[Trace, Event]], threshold: float | None, hint: str
+    blocked: Sequence[tuple[Trace, Event]], threshold: float | None, hint: str, tables: str
 ) -> str:
     limit = (
         f"longer than the {threshold * 1e3:g} ms allowed"
@@ -346,8 +393,14 @@ def _blocking_message(
     lines += ["", _FIX_BLOCKING]
     if hint:
         lines += ["", hint]
+    if tables == "none":
+        return "\n".join(lines)
     for trace in traces[:_MAX_TABLES]:
-        lines += ["", render_text(trace).rstrip("\n")]
+        if tables == "focus":
+            culprit = next(event for t, event in blocked if t is trace)
+            lines += ["", render_focus(trace, culprit).rstrip("\n")]
+        else:
+            lines += ["", render_text(trace).rstrip("\n")]
     if len(traces) > _MAX_TABLES:
         lines += ["", f"(and {len(traces) - _MAX_TABLES} more request(s) not shown)"]
     return "\n".join(lines)

@@ -289,6 +289,12 @@ async def slow() -> dict[str, str]:
     return {}
 
 
+@app.websocket("/ws")
+async def echo_socket(websocket) -> None:
+    await websocket.accept()
+    await websocket.close()
+
+
 def create_app() -> FastAPI:
     return app
 
@@ -616,7 +622,34 @@ class TestTrace:
         err = capsys.readouterr().err
         assert status == 2
         assert err.splitlines()[-1] == (
-            "asgitrace: error: the app failed to start: its lifespan startup raised"
+            "asgitrace: error: the app failed to start: its lifespan startup raised: "
+            "RuntimeError: database unreachable"
+        )
+
+    @pytest.mark.parametrize("server", ["inprocess", "uvicorn"])
+    def test_asgitrace_s_own_client_does_not_log_to_the_app_s_handlers(
+        self,
+        server: str,
+        app_dir: str,
+        caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """Issue 19: an app calling basicConfig(INFO) got one httpx line per request."""
+        caplog.set_level("INFO")
+        argv = ["trace", "--app-dir", app_dir, "--server", server, "cliapp:app", "/wait"]
+
+        assert cli.main([*argv, "-n", "2", "--format", "json"]) == 0
+
+        assert [r.getMessage() for r in caplog.records if r.name.startswith("httpx")] == []
+
+    def test_a_websocket_route_gets_a_hint_to_use_serve(
+        self, app_dir: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        trace(app_dir, "cliapp:app", "/ws", "--format", "json")
+
+        assert capsys.readouterr().err.splitlines()[0] == (
+            "asgitrace: /ws is a websocket route and trace sends HTTP requests; "
+            "to trace it, run asgitrace serve cliapp:app and connect a websocket client"
         )
 
     def test_requests_without_an_answer_are_counted_and_the_status_is_1(
@@ -658,6 +691,7 @@ class TestTrace:
             (["cliapp:FastAPI", "/"], "it is the class FastAPI, not an instance of it"),
             (["cliapp:asyncio", "/"], "cliapp:asyncio is not an ASGI app: it is a module"),
             (["cliapp:plain_function", "/"], "cannot be called as app(scope, receive, send)"),
+            (["cliapp:create_app", "/"], "(if it returns the app, pass --factory)"),
             (["cliapp:settings", "--factory", "/"], "is a dict, not a factory to call"),
             (["cliapp:broken_factory", "--factory", "/"], "RuntimeError: no database"),
             (["brokenapp:app", "/"], "importing 'brokenapp' failed: RuntimeError: DATABASE_URL"),

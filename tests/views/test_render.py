@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request, WebSocket
+from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.responses import StreamingResponse
 from rich.console import Console
 
@@ -114,22 +114,21 @@ def test_reference_execution_table_golden() -> None:
     expected = dedent(
         """\
         Execution table · GET /wait → 200 in 1.002 s · completed
-        Step    At ms      Took   Action                        State Before        Awaited?   State After         Output
+        Step    At ms      Took   Action                       State Before         Awaited?   State After          Output
         ─────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────
-           1      0.0             Request received by ASGI      No active task      No         Start async         None
-                                  server (GET /wait)            for this request               endpoint
-           2      0.7             Enter async function          Function start      No         Hit await           None
+           1      0.0             Request received by ASGI     No active task for   No         Start async          None
+                                  server (GET /wait)           this request                    endpoint
+           2      0.7             Enter async function         Function start       No         Hit await            None
                                   wait_endpoint                                                asyncio.sleep(1)
-           3      0.8             Await asyncio.sleep(1)        wait_endpoint       Yes        Yield control to    None
-                                                                paused at                      event loop
-                                                                app.py:8
-           4      0.8   1.000 s   Event loop idle               Sleep ongoing       Yes        Sleep completes     None
+           3      0.8             Await asyncio.sleep(1)       wait_endpoint        Yes        Yield control to     None
+                                                               paused at app.py:8              event loop
+           4      0.8   1.000 s   Event loop idle              Sleep ongoing        Yes        Sleep completes      None
                                                                                                after 1.000 s
-           5   1001.2             Resume wait_endpoint after    Sleep done          No         Return response     {'message': 'Done
-                                  await (waited 1.000 s, lag                                   dict                waiting'}
+           5   1001.2             Resume wait_endpoint after   Sleep done           No         Return response      {'message': 'Done
+                                  await (waited 1.000 s, lag                                   dict                 waiting'}
                                   200 µs)
-           6   1001.5             ASGI server sends response    Response ready      No         Response sent to    HTTP 200 with JSON
-                                  (200, 27 B)                                                  client"""
+           6   1001.5             ASGI server sends response   Response ready       No         Response sent to     HTTP 200 with
+                                  (200, 27 B)                                                  client               JSON"""
     )
     assert render(ExecutionTable(reference_trace()), width=125) == expected
 
@@ -138,13 +137,12 @@ def test_reference_variable_tracker_golden() -> None:
     expected = dedent(
         """\
         Variable tracker
-        Variable               Start         After Step 2   After Step 3        After Step 5          Final
+        Variable                 Start         After Step 2   After Step 3        After Step 5          Final
         ───────────────────────────────────────────────────────────────────────────────────────────────────────────────────
-        async function state   Not started   Running        Paused (awaiting)   Resumed               Completed
-        await                  Not called    Called         Sleeping            Done                  N/A
-        asyncio.sleep(1)
-        response               None          None           None                {'message': 'Done     {'message': 'Done
-                                                                                waiting'}             waiting'}"""
+        async function state     Not started   Running        Paused (awaiting)   Resumed               Completed
+        await asyncio.sleep(1)   Not called    Called         Sleeping            Done                  N/A
+        response                 None          None           None                {'message': 'Done     {'message': 'Done
+                                                                                  waiting'}             waiting'}"""
     )
     assert render(VariableTracker(reference_trace()), width=115) == expected
 
@@ -310,7 +308,7 @@ async def test_real_blocking_variant_marks_the_block() -> None:
     assert "time.sleep(0.08) (test_render.py:" in blocked.action
     assert [s.kind for s in steps].index("blocked") < [s.kind for s in steps].index("sent")
     text = render(ExecutionTable(trace), width=120)
-    assert "⚠ Block the event loop" in text
+    assert "⚠ Block the event" in text
     assert key_moments(trace)[0].startswith("Blocked the event loop for ")
 
 
@@ -662,30 +660,35 @@ def test_blocking_variant_golden() -> None:
     expected = dedent(
         """\
         Execution table · GET /block → 200 in 1.002 s · completed
-        Step    At ms   Action                      Awaited?   State Before → After        Output
+                                                                   State Before →
+        Step    At ms   Action                          Awaited?   After                 Output
         ────────────────────────────────────────────────────────────────────────────────────────────────────
-           1      0.0   Request received by ASGI    No         No active task for this     None
-                        server (GET /block)                    request → Start async
-                                                               endpoint
-           2      0.6   Enter async function        No         Function start → Block      None
-                        block_endpoint                         the event loop
-           3      0.6   ⚠ Block the event loop      No         Function running →          None
-                        for 1.002 s:                           Nothing else could run
-                        time.sleep(1) (app.py:13)              meanwhile
-           4   1001.0   Return from                 No         Function finishing →        {'message': 'Done
-                        block_endpoint                         Return response dict        waiting'}
-           5   1001.5   ASGI server sends           No         Response ready → Response   HTTP 200 with
-                        response (200, 27 B)                   sent to client              JSON"""
+           1      0.0   Request received by ASGI        No         No active task for    None
+                        server (GET /block)                        this request →
+                                                                   Start async
+                                                                   endpoint
+           2      0.6   Enter async function            No         Function start →      None
+                        block_endpoint                             Block the event
+                                                                   loop
+           3      0.6   ⚠ Block the event loop for      No         Function running →    None
+                        1.002 s: time.sleep(1)                     Nothing else could
+                        (app.py:13)                                run meanwhile
+           4   1001.0   Return from block_endpoint      No         Function finishing    {'message': 'Done
+                                                                   → Return response     waiting'}
+                                                                   dict
+           5   1001.5   ASGI server sends response      No         Response ready →      HTTP 200 with JSON
+                        (200, 27 B)                                Response sent to
+                                                                   client"""
     )
     assert render(ExecutionTable(blocking), width=100) == expected
     expected = dedent(
         """\
         Variable tracker
-        Variable               Start         After Step 2   After Step 4             Final
+        Variable               Start         After Step 2   After Step 4              Final
         ────────────────────────────────────────────────────────────────────────────────────────────────────
-        async function state   Not started   Running        Running                  Completed
-        response               None          None           {'message': 'Done        {'message': 'Done
-                                                            waiting'}                waiting'}"""
+        async function state   Not started   Running        Running                   Completed
+        response               None          None           {'message': 'Done         {'message': 'Done
+                                                            waiting'}                 waiting'}"""
     )
     assert render(VariableTracker(blocking), width=100) == expected
 
@@ -695,56 +698,55 @@ def test_child_task_and_watched_variables_golden() -> None:
     expected = dedent(
         """\
         Execution table · GET /items → 200 in 30.0 ms · completed
-        Step   At ms   Action                       Awaited?   State Before → After        Output
+        Step   At ms   Action                         Awaited?   State Before → After     Output
         ────────────────────────────────────────────────────────────────────────────────────────────────────
-           1     0.0   Request received by ASGI     No         No active task for this     None
-                       server (GET /items)                     request → Start async
-                                                               endpoint
-           2     0.5   Enter async function items   No         Function start → Hit        None
-                                                               await
-                                                               asyncio.create_task(count
-                                                               (item))
-           3     0.6   Await                        Yes        items paused at app.py:22   None
-                       asyncio.create_task(count(              → Yield control to event
-                       item))                                  loop
-           4     0.6   Event loop runs other        Yes        asyncio.create_task(count   None
-                       tasks (2 steps of 1 task)               (item)) pending →
-                       [20.5 ms]                               asyncio.create_task(count
-                                                               (item)) completes after
-                                                               20.5 ms
-           5     0.7   [Task-2] Start child task    No         Parent task running →       None
-                       count() (from Task-1)                   Child task scheduled on
-                                                               the loop
-           6     0.8   [Task-2] Await               Yes        count paused at app.py:16   None
-                       asyncio.sleep(0.02)                     → Yield control to event
-                                                               loop
-           7    20.9   [Task-2] Resume count        No         Sleep done → Finish the     None
-                       after await (waited 20.1                child task
-                       ms, lag 150 µs)
-           8    21.0   [Task-2] Child task          No         Child task running →        None
-                       completed                               Child task finished
-           9    21.1   Resume items after await     No         asyncio.create_task(count   {'item': 'book',
-                       (waited 20.5 ms)                        (item)) done → Return       'total': 3}
-                                                               response dict
-          10    21.5   ASGI server sends response   No         Response ready → Response   HTTP 200 with
-                       (200, 28 B)                             sent to client              JSON"""
+           1     0.0   Request received by ASGI       No         No active task for       None
+                       server (GET /items)                       this request → Start
+                                                                 async endpoint
+           2     0.5   Enter async function items     No         Function start → Hit     None
+                                                                 await
+                                                                 asyncio.create_task(…)
+           3     0.6   Await asyncio.create_task(…)   Yes        items paused at          None
+                                                                 app.py:22 → Yield
+                                                                 control to event loop
+           4     0.6   Event loop runs other tasks    Yes        asyncio.create_task(…)   None
+                       (2 steps of 1 task) [20.5                 pending →
+                       ms]                                       asyncio.create_task(…)
+                                                                 completes after 20.5
+                                                                 ms
+           5     0.7   [Task-2] Start child task      No         Parent task running →    None
+                       count() (from Task-1)                     Child task scheduled
+                                                                 on the loop
+           6     0.8   [Task-2] Await                 Yes        count paused at          None
+                       asyncio.sleep(0.02)                       app.py:16 → Yield
+                                                                 control to event loop
+           7    20.9   [Task-2] Resume count after    No         Sleep done → Finish      None
+                       await (waited 20.1 ms, lag                the child task
+                       150 µs)
+           8    21.0   [Task-2] Child task            No         Child task running →     None
+                       completed                                 Child task finished
+           9    21.1   Resume items after await       No         asyncio.create_task(…)   {'item': 'book',
+                       (waited 20.5 ms)                          done → Return response   'total': 3}
+                                                                 dict
+          10    21.5   ASGI server sends response     No         Response ready →         HTTP 200 with JSON
+                       (200, 28 B)                               Response sent to
+                                                                 client"""
     )
     assert render(ExecutionTable(child), width=100) == expected
     expected = dedent(
         """\
         Variable tracker
-        Variable           Start         After Step 2   After Step 3      After Step 9      Final
+        Variable                 Start         After Step 2   After Step 3     After Step 9    Final
         ────────────────────────────────────────────────────────────────────────────────────────────────────
-        async function     Not started   Running        Paused            Resumed           Completed
-        state                                           (awaiting)
-        await              Not called    Called         Pending           Done              N/A
-        asyncio.create_t
-        ask(count(item))
-        response           None          None           None              {'item':          {'item': 'book',
-                                                                          'book',           'total': 3}
-                                                                          'total': 3}
-        item               —             —              'book'            'book'            'book'
-        total              —             —              0                 3                 3"""
+        async function state     Not started   Running        Paused           Resumed         Completed
+                                                              (awaiting)
+        await                    Not called    Called         Pending          Done            N/A
+        asyncio.create_task(…)
+        response                 None          None           None             {'item':        {'item':
+                                                                               'book',         'book',
+                                                                               'total': 3}     'total': 3}
+        item                     —             —              'book'           'book'          'book'
+        total                    —             —              0                3               3"""
     )
     assert render(VariableTracker(child), width=100) == expected
 
@@ -762,3 +764,196 @@ def test_text_from_a_trace_cannot_style_or_control_the_terminal() -> None:
     out = buffer.getvalue()
     assert "\x1b[2J" not in out
     assert "\\x1b[2J[bold red]boom[/]" in out  # shown literally, markup included
+
+
+# -- readable at any size (issue 19) ----------------------------------------------------
+
+
+def realworld_app() -> FastAPI:
+    """A realworld-shaped endpoint: a dependency chain, ~15 awaits, `gather` children."""
+    app = FastAPI()
+
+    async def query(name: str) -> str:
+        await asyncio.sleep(0.002)
+        return name
+
+    async def session() -> str:
+        await asyncio.sleep(0.002)
+        return "session"
+
+    async def user(s: str = Depends(session)) -> str:
+        return await query("user")
+
+    async def tag(i: int) -> int:
+        await asyncio.sleep(0.002)
+        return i
+
+    @app.get("/api/articles/{slug}")
+    async def get_article(slug: str, who: str = Depends(user)) -> dict[str, Any]:
+        await query("article")
+        for i in range(10):
+            await query(f"q{i}")
+        tags = await asyncio.gather(*(tag(i) for i in range(3)))
+        await asyncio.sleep(0.005)
+        return {"article": slug, "tags": tags}
+
+    return app
+
+
+async def test_realworld_endpoint_is_folded_and_its_tracker_bounded() -> None:
+    """Issue 19: at most six value columns and about 15 rows by default; all with detail."""
+    [trace] = await run(realworld_app(), "/api/articles/hello")
+    steps = execution_steps(trace)
+    everything = execution_steps(trace, detail="all")
+    assert len(steps) <= 15 < len(everything)
+    assert [s.number for s in steps] == list(range(1, len(steps) + 1))
+    covered = [x for s in steps for x in (s.covers or (s,))]
+    assert len(covered) > len(steps)
+    assert steps[0].kind == "received"
+    assert steps[-1].kind == "sent"
+    assert any("\u00d7" in s.action for s in steps)  # the repeated query, counted
+    tracker = variable_tracker(trace)
+    assert len(tracker.columns) <= 6
+    assert tracker.columns[0] == "Start"
+    assert tracker.columns[-1] == "Final"
+    assert len(tracker.rows) <= 5
+    assert 'detail="all"' in tracker.note
+    full = variable_tracker(trace, detail="all")
+    assert len(full.columns) > len(tracker.columns)
+    assert full.note == ""
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+async def test_realworld_tracker_fits_without_cutting_a_word(width: int) -> None:
+    [trace] = await run(realworld_app(), "/api/articles/hello")
+    text = render(VariableTracker(trace), width=width)
+    assert max(len(line) for line in text.splitlines()) <= width
+    words = set(text.split())
+    shown = sum(line.count("Step") for line in text.splitlines()[1:3])
+    tracker = variable_tracker(trace, max_steps=shown)
+    assert len(tracker.columns) == shown + 2
+    for column in (*tracker.columns, *(value for _, values in tracker.rows for value in values)):
+        for word in column.split():
+            assert word in words, (word, text)
+
+
+def test_reference_tracker_at_80_columns_keeps_every_word() -> None:
+    """Issue 19: the README demo cut "Final" to "Fin" and left "(awaiting" without ")"."""
+    text = render(VariableTracker(reference_trace()), width=80)
+    assert "Final" in text.split()
+    assert "(awaiting)" in text.split()
+    assert "Completed" in text.split()
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_library_task_names_read_as_the_user_wrote_them() -> None:
+    from asgitrace.views._text import short_task
+
+    assert short_task("starlette.responses.StreamingResponse.__call__.<locals>.wrap") == (
+        "StreamingResponse"
+    )
+    assert short_task("anyio._core._sockets.connect_tcp.<locals>.try_connect") == "connect_tcp"
+    assert short_task("Task-3") == "Task-3"
+
+
+def test_fitted_widths_never_exceed_the_room_nor_cut_a_word() -> None:
+    import random
+
+    from asgitrace.views._text import GAP, fit_widths
+
+    rng = random.Random(19)
+    for _ in range(300):
+        columns = rng.randint(1, 7)
+        words = ["a" * rng.randint(1, 14) for _ in range(40)]
+        header = [" ".join(rng.sample(words, rng.randint(1, 3))) for _ in range(columns)]
+        rows = [
+            [" ".join(rng.sample(words, rng.randint(1, 5))) for _ in range(columns)]
+            for _ in range(rng.randint(1, 6))
+        ]
+        room = rng.randint(10, 140)
+        widths = fit_widths(header, rows, room)
+        if widths is None:
+            continue
+        assert sum(widths) + GAP * (columns - 1) <= room
+        for i, width in enumerate(widths):
+            cells = [header[i], *(row[i] for row in rows)]
+            assert all(len(word) <= width for cell in cells for word in cell.split())
+
+
+def _step(number: int, kind: str, task: str = "Task-1", **fields: Any) -> Any:
+    from asgitrace.views import Step
+
+    fields.setdefault("action", f"{kind} {number}")
+    return Step(
+        number=number,
+        before=fields.pop("before", "f paused at app.py:1"),
+        awaited=kind in ("await", "yield", "loop"),
+        after="",
+        output="None",
+        offset_ns=number * 1000,
+        kind=kind,
+        task=task,
+        **fields,
+    )
+
+
+def test_folding_merges_a_yield_into_the_await_of_the_same_line_and_counts_other_tasks() -> None:
+    """Issue 19: the many suspensions inside one ``await client.get(url)`` read as one."""
+    from asgitrace.views._fold import fold_steps
+
+    steps = [_step(1, "received")]
+    n = 2
+    for kind in ("yield", "await", "await", "yield"):
+        steps += [
+            _step(n, kind, target="c.get(url)", action=f"{kind.title()} c.get(url)"),
+            _step(n + 1, "loop", duration_ns=1_000_000),
+            _step(n + 2, "await", task="Task-2", action="[Task-2] Await x"),
+            _step(n + 3, "await", task="Task-3", action="[Task-3] Await y"),
+            _step(n + 4, "resumed", action="Resume f after await (waited 1.0 ms)"),
+        ]
+        n += 5
+    steps += [_step(n, "await", target="late()"), _step(n + 1, "sent")]
+    folded = fold_steps(steps, "Task-1", budget=5)
+    assert [s.kind for s in folded] == ["received", "wait", "await", "sent"]
+    assert folded[1].action == "Await c.get(url) \u00d74 (other tasks ran meanwhile)"
+    assert folded[1].duration_ns == 4_000_000
+    assert [s.number for s in folded] == [1, 2, 3, 4]
+    assert sum(len(s.covers or (s,)) for s in folded) == len(steps)
+    unfolded = fold_steps(steps, "Task-1", budget=100)
+    assert unfolded == steps
+    other = fold_steps(
+        [_step(1, "received"), *(_step(i, "await", task=f"Task-{i}") for i in range(2, 6))],
+        "Task-1",
+        budget=2,
+    )
+    assert other[1].action.endswith("4 other tasks ran (4 steps)")
+
+
+def test_a_narrow_tracker_keeps_the_wait_before_the_return() -> None:
+    """Final shows the response too: when a column must go, the return goes first."""
+    data = reference_trace().to_dict()
+    data["events"] = [e for e in data["events"] if e["kind"] != "returned"]  # before 3.12
+    trace = Trace.from_dict(data)
+    assert variable_tracker(trace).columns == (
+        "Start",
+        "After Step 2",
+        "After Step 3",
+        "After Step 5",
+        "After Step 6",
+        "Final",
+    )
+    assert variable_tracker(trace, max_steps=3).columns == (
+        "Start",
+        "After Step 2",
+        "After Step 3",
+        "After Step 6",
+        "Final",
+    )
+    assert variable_tracker(trace, max_steps=2).columns == (
+        "Start",
+        "After Step 2",
+        "After Step 3",
+        "Final",
+    )
+    text = render(VariableTracker(trace), width=80)
+    assert "(awaiting)" in text.split()

@@ -13,7 +13,7 @@ import importlib
 import inspect
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,14 @@ from ..capture import TraceMiddleware, Tracer
 if TYPE_CHECKING:
     from .._support import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CliError", "find_tracer", "load_app", "run_lifespan", "with_state"]
+__all__ = [
+    "CliError",
+    "find_tracer",
+    "load_app",
+    "run_lifespan",
+    "websocket_paths",
+    "with_state",
+]
 
 
 class CliError(Exception):
@@ -80,7 +87,14 @@ def _not_asgi_reason(obj: object) -> str | None:
     try:
         signature.bind(None, None, None)
     except TypeError:
-        return f"is a {type(obj).__name__} that cannot be called as app(scope, receive, send)"
+        factory = ""
+        with contextlib.suppress(TypeError):
+            signature.bind()
+            factory = " (if it returns the app, pass --factory)"
+        return (
+            f"is a {type(obj).__name__} that cannot be called as app(scope, receive, send)"
+            + factory
+        )
     return None
 
 
@@ -122,6 +136,32 @@ def load_app(spec: str, *, app_dir: str = ".", factory: bool = False) -> ASGIApp
         raise CliError(f"{spec} is not an ASGI app: it {reason}")
     app: ASGIApp = obj
     return app
+
+
+def websocket_paths(app: object, paths: Sequence[str]) -> list[str]:
+    """Those of *paths* that a websocket route of *app* (Starlette, FastAPI) serves.
+
+    The app is looked for through the ``.app`` of the middleware around it.
+    """
+    routes: Sequence[Any] = ()
+    for _ in range(20):
+        found = getattr(app, "routes", None)
+        if isinstance(found, Sequence):
+            routes = found
+            break
+        app = getattr(app, "app", None)
+        if app is None:
+            return []
+    sockets = [r for r in routes if "websocket" in type(r).__name__.lower()]
+    out: list[str] = []
+    for path in paths:
+        bare = path.split("?", 1)[0]
+        for route in sockets:
+            regex = getattr(route, "path_regex", None)
+            if regex is not None and regex.match(bare):
+                out.append(bare)
+                break
+    return out
 
 
 def find_tracer(app: object) -> Tracer | None:

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from ..capture import TraceMiddleware, Tracer, default_is_app_file
 from ..views import SummaryView, Timeline, print_trace, printable, summarize
-from ._app import CliError
+from ._app import CliError, websocket_paths
 from ._output import load, note, progress, report, stderr
 from ._report import read_traces
 
@@ -91,6 +91,11 @@ def trace(args: argparse.Namespace, console: Console) -> int:
     if args.concurrency < 1:
         raise CliError("--concurrency must be at least 1")
     traced, tracer = load(args)
+    for path in dict.fromkeys(websocket_paths(traced, args.paths)):
+        note(
+            f"asgitrace: {path} is a websocket route and trace sends HTTP requests; "
+            f"to trace it, run asgitrace serve {args.app} and connect a websocket client"
+        )
     finished: list[Trace] = []
     collect = finished.append
     tracer.add_callback(collect)
@@ -117,6 +122,7 @@ def trace(args: argparse.Namespace, console: Console) -> int:
         summary = SummaryView(
             summarize(traces, elapsed_s=result.elapsed, errors=result.errors),
             blocking_threshold=args.blocking_threshold,
+            ascii=args.ascii,
         )
     report(args, traces, console, summary)
     if summary is not None and args.format not in ("table", "markdown"):
@@ -142,6 +148,6 @@ def show(args: argparse.Namespace, console: Console) -> int:
             note(f"asgitrace: skipped a malformed line: {problem}")
         if len(problems) > 5:
             note(f"asgitrace: ... and {len(problems) - 5} more malformed lines")
-    summary = SummaryView(summarize(traces)) if len(traces) > 1 else None
+    summary = SummaryView(summarize(traces), ascii=args.ascii) if len(traces) > 1 else None
     report(args, traces, console, summary)
     return 0

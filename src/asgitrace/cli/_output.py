@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from .._support import ASGIApp
     from ..trace import Trace
+    from ..views import Detail
 
 __all__ = ["FILE_WIDTH", "load", "note", "progress", "report", "stderr"]
 
@@ -96,6 +97,10 @@ def slowest_of(traces: Sequence[Trace], count: int) -> list[Trace]:
     return sorted(traces, key=lambda t: t.duration_ns, reverse=True)[: max(count, 0)]
 
 
+def _detail(args: argparse.Namespace) -> Detail:
+    return "all" if getattr(args, "all_rows", False) else False
+
+
 def rich_report(
     args: argparse.Namespace, traces: Sequence[Trace], summary: SummaryView | None
 ) -> RenderableType:
@@ -104,7 +109,7 @@ def rich_report(
     parts: list[RenderableType] = []
     if len(traces) <= FEW:
         for trace in traces:
-            parts += [render_trace(trace, ascii=args.ascii), Text("")]
+            parts += [render_trace(trace, ascii=args.ascii, detail=_detail(args)), Text("")]
         if len(traces) > 1:
             parts += [Timeline(traces, ascii=args.ascii), Text("")]
         if summary is not None:
@@ -117,7 +122,7 @@ def rich_report(
             parts.append(Text(f"The slowest {noun}, in full", style="asgitrace.title"))
             parts.append(Text(""))
         for trace in slowest:
-            parts += [render_trace(trace, ascii=args.ascii), Text("")]
+            parts += [render_trace(trace, ascii=args.ascii, detail=_detail(args)), Text("")]
     return Group(*parts[:-1])
 
 

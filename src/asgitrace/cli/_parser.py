@@ -75,6 +75,13 @@ def _output_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"with more than {FEW} traces, show the tables of the N slowest (default: 3)",
     )
     parser.add_argument("--ascii", action="store_true", help="ASCII instead of box drawing")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        dest="all_rows",
+        help="every row of the execution table and every column of the variable tracker "
+        "(by default a long request is folded to about 15 rows and 4 tracker steps)",
+    )
 
 
 def _port(text: str) -> int:

@@ -7,9 +7,11 @@ progress is reported through a callback that ``cli`` turns into a progress bar.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -129,6 +131,33 @@ async def _drive(
     return RunResult(time.perf_counter() - start, tuple(errors))
 
 
+class _OwnRequests(logging.Filter):
+    """Drops httpx's ``HTTP Request: GET http://127.0.0.1:…`` records of asgitrace's own
+    client, so that an app that configures logging (``basicConfig(INFO)``) does not get
+    one line per traced request; the app's own httpx calls still log."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bases: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        url = str(args[1]) if len(args) > 1 else ""
+        return not any(url.startswith(base) for base in self.bases)
+
+
+@contextlib.contextmanager
+def _quiet_client(base: str) -> Iterator[None]:
+    logger = logging.getLogger("httpx")
+    own = _OwnRequests()
+    own.bases.append(base.rstrip("/") + "/")
+    logger.addFilter(own)
+    try:
+        yield
+    finally:
+        logger.removeFilter(own)
+
+
 async def send_requests(
     app: ASGIApp,
     plan: Sequence[RequestSpec],
@@ -157,11 +186,12 @@ async def send_requests(
         from ._server import StartupError, running_server
 
         try:
-            async with (
-                running_server(app, lifespan="auto") as url,
-                httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as client,
-            ):
-                result = await _drive(client, plan, concurrency, on_response)
+            async with running_server(app, lifespan="auto") as url:
+                with _quiet_client(url):
+                    async with httpx.AsyncClient(
+                        base_url=url, timeout=timeout, limits=limits
+                    ) as client:
+                        result = await _drive(client, plan, concurrency, on_response)
         except StartupError as exc:
             raise CliError(str(exc)) from exc
         except OSError as exc:
@@ -169,8 +199,9 @@ async def send_requests(
     else:
         async with run_lifespan(app, timeout=timeout) as state:
             transport = httpx.ASGITransport(app=with_state(app, state), raise_app_exceptions=False)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://testserver", timeout=timeout
-            ) as client:
-                result = await _drive(client, plan, concurrency, on_response)
+            with _quiet_client("http://testserver"):
+                async with httpx.AsyncClient(
+                    transport=transport, base_url="http://testserver", timeout=timeout
+                ) as client:
+                    result = await _drive(client, plan, concurrency, on_response)
     return result

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import uvicorn
 
-    from .._support import ASGIApp
+    from .._support import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["StartupError", "running_server"]
 
@@ -19,13 +19,36 @@ class StartupError(RuntimeError):
     """The app itself failed to start (its lifespan startup raised)."""
 
 
-async def _serve(server: uvicorn.Server, where: str) -> None:
+async def _serve(server: uvicorn.Server, where: str, failures: list[str]) -> None:
     try:
         await server.serve()
     except SystemExit:  # uvicorn exits the process when it cannot start
         if getattr(getattr(server, "lifespan", None), "startup_failed", False):
-            raise StartupError("the app failed to start: its lifespan startup raised") from None
+            lines = [line for f in failures for line in f.strip().splitlines()]
+            raised = f": {lines[-1].strip()}" if lines else ""
+            raise StartupError(
+                f"the app failed to start: its lifespan startup raised{raised}"
+            ) from None
         raise OSError(f"could not start a server on {where} (is the port in use?)") from None
+
+
+def _startup_failures(app: ASGIApp, failures: list[str]) -> ASGIApp:
+    """*app*, noting the message of a ``lifespan.startup.failed`` it sends (Starlette
+    puts the traceback there), so that the error can name the exception. Other scopes
+    get the app's own awaitable: nothing of ours around a request."""
+
+    def watched(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if scope["type"] != "lifespan":
+            return app(scope, receive, send)
+
+        async def noting(message: Message) -> None:
+            if message.get("type") == "lifespan.startup.failed":
+                failures.append(str(message.get("message") or ""))
+            await send(message)
+
+        return app(scope, receive, noting)
+
+    return watched
 
 
 async def _started(server: uvicorn.Server, task: asyncio.Task[None], where: str) -> None:
@@ -59,9 +82,14 @@ async def running_server(
 
     config.setdefault("log_level", "warning")
     config.setdefault("lifespan", "off")
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **config))
+    failures: list[str] = []
+    served = app
+    if config["lifespan"] != "off":
+        served = _startup_failures(app, failures)
+        config.setdefault("interface", "asgi3")  # the wrapper is a plain function
+    server = uvicorn.Server(uvicorn.Config(served, host=host, port=port, **config))
     where = f"{host}:{port}"
-    task = asyncio.create_task(_serve(server, where))
+    task = asyncio.create_task(_serve(server, where, failures))
     try:
         await asyncio.wait_for(_started(server, task, where), startup_timeout)
         bound_port = server.servers[0].sockets[0].getsockname()[1]

@@ -18,7 +18,7 @@ from ._render import (
     render_trace,
 )
 from ._stats import TraceStats, request_line, trace_stats
-from ._steps import Step, execution_steps
+from ._steps import Detail, Step, execution_steps
 from ._summary import SummaryView, summarize, summary_markdown
 from ._text import fmt_duration, printable
 from ._timeline import Lane, key_moments, timeline_lanes
@@ -26,6 +26,7 @@ from ._tracker import Tracker, variable_tracker
 
 __all__ = [
     "THEME",
+    "Detail",
     "ExecutionTable",
     "KeyMoments",
     "Lane",

@@ -20,10 +20,10 @@ from rich.text import Text
 from rich.theme import Theme
 
 from ..trace import Event, EventKind, request_label
-from ._steps import execution_steps
-from ._text import fmt_bytes, fmt_duration
+from ._steps import Detail, Step, execution_steps
+from ._text import GAP, fit_widths, fmt_bytes, fmt_duration, short_expression
 from ._timeline import key_moments, timeline_lanes
-from ._tracker import variable_tracker
+from ._tracker import MAX_STEPS, variable_tracker
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -106,103 +106,185 @@ class ExecutionTable:
 
     Columns: Step, At (ms from arrival), Took (ms), Action, State Before, Awaited?,
     State After, Output. Blocked steps, child tasks, worker-thread work and work after
-    the response are marked.
+    the response are marked. Narrower than 120 columns the two states share a column;
+    narrower than 100 the Awaited? column goes. ``rows=(first, last)`` shows only
+    those steps; ``detail="all"`` every step (a long request is folded by default).
 
     .. versionadded:: 0.1
     """
 
-    def __init__(self, trace: Trace, *, ascii: bool = False, detail: bool = False) -> None:
+    def __init__(
+        self,
+        trace: Trace,
+        *,
+        ascii: bool = False,
+        detail: Detail = False,
+        rows: tuple[int, int] | None = None,
+    ) -> None:
         self.trace = trace
         self.ascii = ascii
         self.detail = detail
+        self.rows = rows
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield _t(f"Execution table · {_heading(self.trace)}", _style(console, "title"))
         # The tutorial's six columns need ~120 cells; narrower, the two states share one
-        # column ("before → after") and the duration joins the time.
-        wide = options.max_width >= 120
+        # column ("before → after") and the duration joins the action; under 100 the
+        # Awaited? column goes too (an awaited row's action says what it awaits).
+        width = options.max_width
+        wide = width >= 120
+        awaited_column = width >= 100
+        ascii_only = self.ascii or options.ascii_only
+        arrow = " -> " if ascii_only else " → "
+        steps = execution_steps(self.trace, detail=self.detail)
+        total = len(steps)
+        if self.rows is not None:  # only these rows (1-based, inclusive)
+            first, last = max(self.rows[0], 1), min(self.rows[1], total)
+            steps = steps[first - 1 : last]
+        fixed: list[tuple[str, list[Text | str]]] = [("Step", []), ("At ms", [])]
+        if wide:
+            fixed.append(("Took", []))
+        flexible: list[tuple[str, list[Text]]] = [("Action", [])]
+        if wide:
+            flexible += [("State Before", []), ("State After", [])]
+        else:
+            flexible.append((f"State Before{arrow}After", []))
+        flexible.append(("Output", []))
+        awaited_cells: list[Text | str] = []
+        for step in steps:
+            mark = step.mark
+            style = _style(console, mark) if mark else Style.null()
+            approx = ("~" if ascii_only else "≈") if step.approx else ""
+            took = fmt_duration(step.duration_ns) if step.duration_ns is not None else ""
+            action = _t(step.action, style)
+            if mark == "blocked":
+                action = _t(("!! " if ascii_only else "⚠ ") + step.action, style)
+            elif mark == "after":
+                action = _t("(after response) " + step.action, style)
+            if not wide and took and mark != "blocked":
+                action.append(f" [{took}]", style=_style(console, "time"))
+            fixed[0][1].append(str(step.number))
+            fixed[1][1].append(approx + _ms(step.offset_ns))
+            if wide:
+                fixed[2][1].append(took)
+            awaited_cells.append(
+                Text("Yes", style=_style(console, "awaited")) if step.awaited else "No"
+            )
+            flexible[0][1].append(action)
+            if wide:
+                flexible[1][1].append(_t(step.before))
+                flexible[2][1].append(_t(step.after))
+            else:
+                flexible[1][1].append(_t(step.before + arrow + step.after))
+            flexible[-1][1].append(_t(step.output))
+        fixed_width = sum(
+            max(len(name), *(len(str(cell)) for cell in cells)) for name, cells in fixed
+        ) + (len("Awaited?") if awaited_column else 0)
+        columns_fixed = len(fixed) + (1 if awaited_column else 0)
+        room = width - fixed_width - GAP * columns_fixed
+        header = [name for name, _ in flexible]
+        weights = [3 if name == "Action" else 2 for name in header]
+        if width < 160:  # a long await expression reads as name(…) rather than a tower
+            flexible = [(name, [_shortened(c, steps) for c in cells]) for name, cells in flexible]
+        widths = fit_widths(
+            header,
+            [[cells[i].plain for _, cells in flexible] for i in range(len(steps))],
+            room,
+            weights=weights,
+        )
         table = Table(
             box=_box(self.ascii, options),
             show_edge=False,
             pad_edge=False,
-            expand=options.max_width <= 160,
+            expand=widths is None and width <= 160,
         )
         table.add_column("Step", justify="right", no_wrap=True)
         table.add_column("At ms", justify="right", no_wrap=True, style=_style(console, "time"))
         if wide:
             table.add_column("Took", justify="right", no_wrap=True, style=_style(console, "time"))
-        table.add_column("Action", ratio=3, overflow="fold")
-        if wide:
-            table.add_column("State Before", ratio=2, overflow="fold")
-            table.add_column("Awaited?", no_wrap=True)
-            table.add_column("State After", ratio=2, overflow="fold")
-        else:
-            table.add_column("Awaited?", no_wrap=True)
-            table.add_column("State Before → After", ratio=3, overflow="fold")
-        table.add_column("Output", ratio=2, overflow="fold")
-        arrow = " -> " if self.ascii or options.ascii_only else " → "
-        for step in execution_steps(self.trace, detail=self.detail):
-            mark = step.mark
-            style = _style(console, mark) if mark else Style.null()
-            approx = ("~" if self.ascii else "≈") if step.approx else ""
-            at = approx + _ms(step.offset_ns)
-            took = fmt_duration(step.duration_ns) if step.duration_ns is not None else ""
-            action = _t(step.action, style)
-            if mark == "blocked":
-                action = _t(("!! " if self.ascii else "⚠ ") + step.action, style)
-            elif mark == "after":
-                action = _t("(after response) " + step.action, style)
-            awaited = Text("Yes", style=_style(console, "awaited")) if step.awaited else "No"
-            if wide:
-                table.add_row(
-                    str(step.number),
-                    at,
-                    took,
-                    action,
-                    _t(step.before),
-                    awaited,
-                    _t(step.after),
-                    _t(step.output),
-                )
+        ratios = {"Action": 3, "Output": 2}
+        order = [name for name, _ in flexible]
+        names: list[str] = []
+        for i, (name, _) in enumerate(flexible):
+            if awaited_column and ((wide and name == "State After") or (not wide and i == 1)):
+                names.append("Awaited?")
+            names.append(name)
+        cells_of: dict[str, list[Text]] = dict(flexible)
+        width_of = dict(zip(order, widths, strict=True)) if widths is not None else {}
+        for name in names:
+            if name == "Awaited?":
+                table.add_column(name, no_wrap=True)
             else:
-                if took and mark != "blocked":
-                    action.append(f" [{took}]", style=_style(console, "time"))
-                table.add_row(
-                    str(step.number),
-                    at,
-                    action,
-                    awaited,
-                    _t(step.before + arrow + step.after),
-                    _t(step.output),
+                w = width_of.get(name)
+                table.add_column(
+                    name, ratio=None if w else ratios.get(name, 2), overflow="fold", width=w
                 )
+        for i in range(len(steps)):
+            row: list[Text | str] = [cells[i] for _, cells in fixed]
+            row.extend(awaited_cells[i] if n == "Awaited?" else cells_of[n][i] for n in names)
+            table.add_row(*row)
+        captions = []
+        if self.rows is not None and len(steps) < total:
+            captions.append(
+                f"rows {steps[0].number}-{steps[-1].number} of {total}" if steps else ""
+            )
         if self.trace.dropped:
-            table.caption = f"{self.trace.dropped} event(s) dropped (max_events)"
+            captions.append(f"{self.trace.dropped} event(s) dropped (max_events)")
+        if any(captions):
+            table.caption = "; ".join(c for c in captions if c)
         yield table
+
+
+def _shortened(text: Text, steps: list[Step]) -> Text:
+    """*text* with each long await expression of *steps* written ``name(…)``."""
+    plain = text.plain
+    for target in {x.target for step in steps for x in (*step.covers, step)}:
+        if target in plain:
+            short = short_expression(target)
+            if short != target:
+                plain = plain.replace(target, short)
+    if plain == text.plain:
+        return text
+    return Text(plain, style=text.style)
 
 
 class VariableTracker:
     """The tutorial's variable tracker: each tracked value after each step that changed one.
 
-    Rows: the function's state, each await expression, the response, and the variables
-    named in ``Tracer(watch=...)``.
+    Rows: the function's state, the awaits that waited longest, the response, and the
+    variables named in ``Tracer(watch=...)``. It keeps the tutorial's size on any
+    endpoint (at most four columns between Start and Final, fewer when the console is
+    narrow, never a word cut) and says what it left out; ``detail="all"`` shows it all.
 
     .. versionadded:: 0.1
     """
 
-    def __init__(self, trace: Trace, *, ascii: bool = False) -> None:
+    def __init__(self, trace: Trace, *, ascii: bool = False, detail: Detail = False) -> None:
         self.trace = trace
         self.ascii = ascii
+        self.detail = detail
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        tracker = variable_tracker(self.trace)
         yield Text("Variable tracker", style=_style(console, "title"))
+        steps = execution_steps(self.trace, detail=self.detail)
+        everything = self.detail is True or self.detail == "all"
+        limits = [MAX_STEPS] if everything else list(range(MAX_STEPS, -1, -1))
+        for limit in limits:
+            tracker = variable_tracker(self.trace, steps, detail=self.detail, max_steps=limit)
+            header = ["Variable", *tracker.columns]
+            body = [[name, *values] for name, values in tracker.rows]
+            widths = fit_widths(header, body, options.max_width)
+            if widths is not None:
+                break
         table = Table(box=_box(self.ascii, options), show_edge=False, pad_edge=False)
-        table.add_column("Variable", overflow="fold", min_width=16)
-        for column in tracker.columns:
-            table.add_column(column, overflow="fold")
-        for name, values in tracker.rows:
-            table.add_row(_t(name), *(_t(value) for value in values))
+        for i, column in enumerate(header):
+            width = widths[i] if widths is not None else None
+            table.add_column(column, overflow="fold", width=width, min_width=width)
+        for row in body:
+            table.add_row(*(_t(value) for value in row))
         yield table
+        if tracker.note:
+            yield _t(tracker.note, _style(console, "time"))
 
 
 class KeyMoments:
@@ -353,26 +435,30 @@ def render_events(trace: Trace, *, ascii: bool = False) -> EventTable:
     return EventTable(trace, ascii=ascii)
 
 
-def render_trace(trace: Trace, *, ascii: bool = False) -> RenderableType:
+def render_trace(trace: Trace, *, ascii: bool = False, detail: Detail = False) -> RenderableType:
     """The execution table, variable tracker and key moments of one trace (what
-    `Trace.__rich__` and `print_trace` show)."""
+    `Trace.__rich__` and `print_trace` show); ``detail="all"`` shows every row."""
     return Group(
-        ExecutionTable(trace, ascii=ascii),
+        ExecutionTable(trace, ascii=ascii, detail=detail),
         Text(""),
-        VariableTracker(trace, ascii=ascii),
+        VariableTracker(trace, ascii=ascii, detail=detail),
         Text(""),
         KeyMoments(trace, ascii=ascii),
     )
 
 
-def print_trace(trace: Trace, console: Console | None = None, *, ascii: bool = False) -> None:
+def print_trace(
+    trace: Trace, console: Console | None = None, *, ascii: bool = False, detail: Detail = False
+) -> None:
     """Print a trace's execution table, variable tracker and key moments.
 
     Args:
         trace: The trace.
         console: Where to print; a new terminal console with `THEME` by default.
         ascii: Use ASCII instead of box-drawing characters.
+        detail: ``"all"`` for every row and tracker column (a long request is folded
+            to about 15 rows by default).
 
     .. versionadded:: 0.1
     """
-    (console or Console(theme=THEME)).print(render_trace(trace, ascii=ascii))
+    (console or Console(theme=THEME)).print(render_trace(trace, ascii=ascii, detail=detail))

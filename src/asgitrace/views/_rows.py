@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Row",
+    "Step",
     "attach_return",
     "await_row",
     "family",
@@ -24,6 +25,43 @@ __all__ = [
     "sent_row",
     "wait_row",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One row of the execution table.
+
+    Attributes:
+        number: 1-based row number.
+        action: What happened, as a plain sentence.
+        before: State before the action.
+        awaited: Whether the request was waiting on something during this step.
+        after: State after the action.
+        output: What the step produced (``None`` when nothing).
+        offset_ns: When it started, from the request's arrival.
+        duration_ns: How long it lasted, when it is a span.
+        mark: ``""`` or one of ``blocked``, ``child``, ``thread``, ``after``, ``failed``,
+            ``cancelled``, ``disconnected``, ``loop``.
+        task: The task it happened in.
+        approx: The time is derived, not observed (``entered`` before Python 3.12).
+        covers: The steps a folded row stands for (empty for a row of its own); see
+            `execution_steps`.
+    """
+
+    number: int
+    action: str
+    before: str
+    awaited: bool
+    after: str
+    output: str
+    offset_ns: int
+    duration_ns: int | None = None
+    mark: str = ""
+    task: str = ""
+    approx: bool = False
+    kind: str = ""
+    target: str = ""
+    covers: tuple[Step, ...] = ()
 
 
 @dataclass(slots=True)

@@ -8,12 +8,13 @@ the builders share while the events are read in order.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 from ..trace import Event, EventKind
+from ._fold import fold_steps
 from ._rows import (
     Row,
+    Step,
     attach_return,
     await_row,
     family,
@@ -23,46 +24,21 @@ from ._rows import (
     sent_row,
     wait_row,
 )
-from ._text import NONE, UNKNOWN, fmt_bytes, fmt_duration, is_sleep, short_name, target_of
+from ._text import (
+    NONE,
+    UNKNOWN,
+    fmt_bytes,
+    fmt_duration,
+    is_sleep,
+    short_name,
+    short_task,
+    target_of,
+)
 
 if TYPE_CHECKING:
     from ..trace import Trace
 
-__all__ = ["Step", "execution_steps"]
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One row of the execution table.
-
-    Attributes:
-        number: 1-based row number.
-        action: What happened, as a plain sentence.
-        before: State before the action.
-        awaited: Whether the request was waiting on something during this step.
-        after: State after the action.
-        output: What the step produced (``None`` when nothing).
-        offset_ns: When it started, from the request's arrival.
-        duration_ns: How long it lasted, when it is a span.
-        mark: ``""`` or one of ``blocked``, ``child``, ``thread``, ``after``, ``failed``,
-            ``cancelled``, ``disconnected``, ``loop``.
-        task: The task it happened in.
-        approx: The time is derived, not observed (``entered`` before Python 3.12).
-    """
-
-    number: int
-    action: str
-    before: str
-    awaited: bool
-    after: str
-    output: str
-    offset_ns: int
-    duration_ns: int | None = None
-    mark: str = ""
-    task: str = ""
-    approx: bool = False
-    kind: str = ""
-    target: str = ""
+__all__ = ["Detail", "Step", "execution_steps"]
 
 
 def _is_shown_await(event: Event, waited: int | None, detail: bool) -> bool:
@@ -334,12 +310,26 @@ _BUILDERS: Final[dict[EventKind, _Builder]] = {
 """The row builder of each event kind."""
 
 
-def execution_steps(trace: Trace, *, detail: bool = False) -> list[Step]:
+Detail: TypeAlias = "bool | Literal['all']"
+"""``False`` (the default): a table a person reads; ``"all"`` (or ``True``): every row."""
+
+
+def execution_steps(trace: Trace, *, detail: Detail = False) -> list[Step]:
     """The execution table of *trace*: one `Step` per thing that happened.
 
-    Suspensions inside the framework that last under a millisecond (Starlette's and
-    anyio's own checkpoints) are left out unless *detail* is true.
+    By default, suspensions inside the framework that last under a millisecond
+    (Starlette's and anyio's own checkpoints) are left out, and a long request is
+    folded to about 15 rows: other tasks' consecutive steps become one row, repeated
+    waits on the same await one row with a count, and then each wait one row (a
+    folded step lists the steps it stands for in ``covers``). ``detail="all"`` shows
+    every row.
     """
+    everything = detail is True or detail == "all"
+    steps = _steps(trace, everything)
+    return steps if everything else fold_steps(steps, trace.task.name)
+
+
+def _steps(trace: Trace, detail: bool) -> list[Step]:
     s = _Layout(trace, detail)
     events = s.events
     while s.index < len(events):
@@ -348,7 +338,7 @@ def execution_steps(trace: Trace, *, detail: bool = False) -> list[Step]:
         build = _BUILDERS.get(e.kind)
         if build is not None:
             late = s.response_done or bool(e.get("after_response"))
-            prefix = "" if e.task == s.request else f"[{e.task.name}] "
+            prefix = "" if e.task == s.request else f"[{short_task(e.task.name)}] "
             build(s, e, prefix, late)
     rows = s.rows
     fill_after(rows)

@@ -20,7 +20,7 @@ from ..trace import Trace, request_label
 from ._markdown import md_table
 from ._render import _box, _style
 from ._stats import TraceStats, blocked_text, request_text, trace_stats, waits_text, where_text
-from ._text import fmt_duration, printable
+from ._text import GAP, fit_widths, fmt_duration, printable
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
@@ -190,6 +190,68 @@ class SummaryView:
     def _table(self, options: ConsoleOptions) -> Table:
         return Table(box=_box(self.ascii, options), show_edge=False, pad_edge=False)
 
+    def _slowest(self, console: Console, options: ConsoleOptions) -> Table:
+        """The slowest requests; a Blocked column only when one blocked, merged with
+        Waits under 100 columns, and the text columns fitted to their words."""
+        s = self.summary
+        rows = [
+            [
+                trace.id,
+                request_text(trace),
+                "—" if trace.status is None else str(trace.status),
+                fmt_duration(trace.duration_ns),
+                waits_text(stats),
+                blocked_text(stats) if stats.blocked_ns else "",
+            ]
+            for trace, stats in s.slowest
+        ]
+        header = ["Trace", "Request", "Status", "Took", "Waits", "Blocked"]
+        if not any(row[5] for row in rows):
+            header, rows = header[:5], [row[:5] for row in rows]
+        elif options.max_width < 100:
+            header = [*header[:4], "Waits / blocked"]
+            rows = [[*row[:4], row[5] or row[4]] for row in rows]
+        widths = self._fit(header, rows, options.max_width)
+        if widths is None and options.max_width < 100:  # the id goes before a tower does
+            header, rows = header[1:], [row[1:] for row in rows]
+            widths = self._fit(header, rows, options.max_width)
+        fixed = {"Trace", "Status", "Took"}
+        table = self._table(options)
+        time, blocked = _style(console, "time"), _style(console, "blocked")
+        for i, name in enumerate(header):
+            table.add_column(
+                name,
+                justify="right" if name in ("Status", "Took") else "left",
+                no_wrap=name in fixed,
+                overflow="fold",
+                width=widths[i] if widths is not None and name not in fixed else None,
+                style=time if name == "Took" else blocked if name == "Blocked" else "",
+            )
+        for row in rows:
+            table.add_row(*row)
+        return table
+
+    @staticmethod
+    def _fit(header: list[str], rows: list[list[str]], width: int) -> list[int] | None:
+        """Widths for *header*'s columns (fixed ones at their longest) or ``None``."""
+        flexible = [i for i, name in enumerate(header) if name not in ("Trace", "Status", "Took")]
+        fixed = sum(
+            max(len(header[i]), *(len(r[i]) for r in rows))
+            for i in range(len(header))
+            if i not in flexible
+        )
+        widths = fit_widths(
+            [header[i] for i in flexible],
+            [[row[i] for i in flexible] for row in rows],
+            width - fixed - GAP * (len(header) - len(flexible)),
+        )
+        if widths is None:
+            return None
+        out = [0] * len(header)
+        for i, w in zip(flexible, widths, strict=True):
+            out[i] = w
+        return out
+
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         s = self.summary
         title = _style(console, "title")
@@ -199,7 +261,6 @@ class SummaryView:
             yield Text("No answer: " + printable(error), style=_style(console, "failed"))
         if len(s.errors) > 3:
             yield Text(f"... and {len(s.errors) - 3} more requests without an answer")
-        time, blocked = _style(console, "time"), _style(console, "blocked")
         if len(s.routes) > 1:
             yield Text("")
             yield Text("Routes", style=title)
@@ -218,23 +279,7 @@ class SummaryView:
             yield table
         yield Text("")
         yield Text("Slowest requests", style=title)
-        table = self._table(options)
-        table.add_column("Trace", no_wrap=True)
-        table.add_column("Request", overflow="fold")
-        table.add_column("Status", justify="right")
-        table.add_column("Took", justify="right", style=time)
-        table.add_column("Waits")
-        table.add_column("Blocked", style=blocked)
-        for trace, stats in s.slowest:
-            table.add_row(
-                trace.id,
-                request_text(trace),
-                "—" if trace.status is None else str(trace.status),
-                fmt_duration(trace.duration_ns),
-                waits_text(stats),
-                blocked_text(stats) if stats.blocked_ns else "",
-            )
-        yield table
+        yield self._slowest(console, options)
         yield Text("")
         yield Text("Blocking steps", style=title)
         if not s.blocking:

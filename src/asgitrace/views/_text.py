@@ -11,11 +11,14 @@ if TYPE_CHECKING:
 __all__ = [
     "NONE",
     "UNKNOWN",
+    "fit_widths",
     "fmt_bytes",
     "fmt_duration",
     "is_sleep",
     "printable",
+    "short_expression",
     "short_name",
+    "short_task",
     "target_of",
     "where_of",
 ]
@@ -51,6 +54,18 @@ def short_name(qualname: str | None) -> str:
     return qualname.rsplit(".", 1)[-1]
 
 
+def short_task(name: str) -> str:
+    """A task's name as a reader knows it: ``Task-3`` stays, a library's inner function
+    becomes the name its user wrote
+    (``starlette.responses.StreamingResponse.__call__.<locals>.wrap`` → ``StreamingResponse``,
+    ``anyio._core._sockets.connect_tcp.<locals>.try_connect`` → ``connect_tcp``)."""
+    if "." not in name:
+        return name
+    outer = name.split(".<locals>.", 1)[0]
+    parts = [p for p in outer.split(".") if p and not (p.startswith("__") and p.endswith("__"))]
+    return parts[-1] if parts else name
+
+
 def where_of(event: Event) -> str:
     file = event.get("file")
     return f"{os.path.basename(file)}:{event.get('line')}" if file else ""
@@ -70,3 +85,65 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
+SHORT: Final = 20
+"""A cell this long or shorter is kept on one line when half the spare room allows."""
+GAP: Final = 3
+"""Cells between two columns of a table without edges: padding, divider, padding."""
+
+
+def fit_widths(
+    header: list[str],
+    rows: list[list[str]],
+    available: int,
+    gap: int = GAP,
+    weights: list[int] | None = None,
+) -> list[int] | None:
+    """Column widths that fit *available* cells without cutting a word, or ``None``.
+
+    Each column gets at least its longest word and at most its longest cell; the room
+    left over goes first to the columns that need no more than a fair share to stay on
+    one line, then evenly to the rest (the narrowest first, widths counted against
+    *weights* when given).
+    """
+    columns = list(zip(header, *rows, strict=True))
+    least = [
+        max(len(word) for cell in column for word in cell.split() or [""]) for column in columns
+    ]
+    most = [max(len(cell) for cell in column) for column in columns]
+    room = available - gap * (len(columns) - 1)
+    if sum(least) > room:
+        return None
+    widths = list(least)
+    spare = room - sum(widths)
+    lacking = {i for i in range(len(columns)) if widths[i] < most[i]}
+    while spare > 0 and lacking:
+        fair = spare // len(lacking)
+        gave = False
+        for i in sorted(lacking, key=lambda i: (most[i] - widths[i], i)):
+            lack = most[i] - widths[i]
+            # A column that fits on one line within a fair share (or a short one within
+            # half of what is left) gets all it needs.
+            if lack <= min(fair, spare) or (most[i] <= SHORT and lack <= spare // 2):
+                spare -= lack
+                widths[i] = most[i]
+                lacking.discard(i)
+                gave = True
+                break
+        if gave:
+            continue
+        # The rest: level them up (a heavier column grows faster).
+        i = min(lacking, key=lambda i: (widths[i] / (weights[i] if weights else 1), i))
+        widths[i] += 1
+        spare -= 1
+        if widths[i] >= most[i]:
+            lacking.discard(i)
+    return widths
+
+
+def short_expression(target: str, limit: int = 28) -> str:
+    """``asyncio.gather(*(fetch(i) for i in range(3)))`` → ``asyncio.gather(…)``."""
+    if len(target) <= limit or "(" not in target:
+        return target
+    return target.split("(", 1)[0] + "(…)"
