@@ -244,6 +244,24 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
+def loop_clock(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> Iterator[FakeClock]:
+    """The one clock seam of the loop monitor and its watchdog (`_loopmon._clock`), set to
+    the suite's fake `clock`; pass the same clock to ``Tracer(clock=...)`` and every time
+    the capture layer reads is the test's. The watchdog is a private one that never runs
+    as a thread (its `running` lock is taken as if one ran) and is never due, so nothing
+    samples or knocks behind the test's back."""
+    import asgitrace.capture._loopmon as loopmon
+
+    dog = loopmon._Watchdog()
+    dog.running.acquire()
+    monkeypatch.setattr(loopmon, "_WATCHDOG", dog)
+    monkeypatch.setattr(loopmon, "_clock", clock)
+    before = sys.getswitchinterval()
+    yield clock
+    sys.setswitchinterval(before)
+
+
+@pytest.fixture
 def fake_server() -> type[FakeServer]:
     return FakeServer
 
