@@ -370,6 +370,17 @@ def test_awaits_match_target_code_function_or_file(reference: Trace) -> None:
     assert_awaits(make_trace(ARRIVAL), exact=True)
 
 
+def test_a_set_of_awaits_needs_every_member_in_any_order() -> None:
+    """Each member of a set is an await of its own (issue 21: not just the first)."""
+    fetch = (EventKind.AWAITING, {**SLEEP[1], "target": "httpx.get(url)"}, CHILD)
+    for trace in (make_trace(ARRIVAL, SLEEP, fetch), make_trace(ARRIVAL, fetch, SLEEP)):
+        assert_awaits(trace, {"asyncio.sleep", "httpx.get"}, exact=True)
+        with pytest.raises(TraceOrderError):
+            assert_awaits(trace, {"asyncio.sleep", "nowhere"})
+        with pytest.raises(TraceOrderError):
+            assert_awaits(trace, {"nowhere", "httpx.get"})
+
+
 def test_awaits_failure_lists_the_await_sites() -> None:
     child_sleep = (EventKind.AWAITING, {**SLEEP[1], "target": "httpx.get(url)"}, CHILD)
     trace = make_trace(ARRIVAL, SLEEP, child_sleep, (EventKind.AWAITING, {"code": "await x"}))

@@ -137,6 +137,20 @@ class TestStepperRecording:
         assert kinds == ["spawned", "awaiting", "yielded", "resumed", "task_done"]
         assert rec.events[0][3] != parent.id
 
+    @pytest.mark.parametrize("after_response", [False, True])
+    async def test_a_child_spawned_after_the_response_is_marked_so(
+        self, after_response: bool
+    ) -> None:
+        rec = recorder()
+        rec.response_done = after_response
+        task = asyncio.get_running_loop().create_task(
+            Stepper(sleeper(), None, rec, parent=TaskRef(99, "parent"))  # type: ignore[arg-type]
+        )
+        await task
+        fields = DECODERS["spawned"](rec.events[0][5], None)
+        late = fields.get("after_response", False)
+        assert (fields["parent"], late) == (TaskRef(99, "parent"), after_response)
+
     async def test_a_failing_child_records_its_exception(self) -> None:
         async def boom() -> None:
             await asyncio.sleep(0)
@@ -364,8 +378,12 @@ class TestMonitoringCallbacks:
     def test_callbacks_do_nothing_outside_a_traced_request(self) -> None:
         import asgitrace.capture._entry as entry
 
-        entry._started(sleeper.__code__)
-        entry._returned(sleeper.__code__, 1)
+        rec = recorder()  # a request exists, but this code runs outside it
+        assert CURRENT.get() is None
+        assert entry._started(sleeper.__code__) is None
+        assert entry._returned(sleeper.__code__, 1) is None
+        assert (rec.entered, rec.returned, rec.events) == (False, False, [])
+        assert asgitrace._support._log._reported == set()
 
     def test_entry_in_a_worker_thread_names_the_thread(self) -> None:
         import asgitrace.capture._entry as entry
