@@ -114,9 +114,7 @@ def install(loop: asyncio.AbstractEventLoop, threshold_ns: int) -> LoopMonitor:
     return mon
 
 
-def _fix_task_names(
-    loop: asyncio.AbstractEventLoop, factory: _TaskFactory
-) -> None:
+def _fix_task_names(loop: asyncio.AbstractEventLoop, factory: _TaskFactory) -> None:
     from asyncio.base_events import BaseEventLoop
 
     if type(loop).create_task is not BaseEventLoop.create_task:
