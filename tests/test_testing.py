@@ -451,7 +451,7 @@ def test_awaits_failure_details(
         assert_awaits(trace, *awaits, exact=exact)
 
     message = str(raised.value)
-    assert f"  actual:   {actual}" in message
+    assert f"  actual:   {actual}\n" in message  # the whole count: "1 await", not "1 awaits"
     assert f"  {detail}\n" in message
     assert raised.value.expected == (", ".join(f"awaiting({a!r})" for a in awaits) or "no awaits")
 

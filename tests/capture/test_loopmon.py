@@ -8,6 +8,7 @@ sleeping, no watchdog thread.
 
 from __future__ import annotations
 
+import sys
 import types
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 
 from asgitrace import Tracer
 from asgitrace.capture._context import new_task_ref
-from asgitrace.capture._loopmon import LoopMonitor, OtherWork
+from asgitrace.capture._loopmon import RING, LoopMonitor, OtherWork, sample_stack
 from asgitrace.capture._recorder import Recorder
 from asgitrace.capture._stepper import Stepper
 from asgitrace.trace.codec import resumed_fields
@@ -229,3 +230,77 @@ class TestResumeLag:
 
 async def _never() -> None:  # never driven: only the stepper's bookkeeping is under test
     pass
+
+
+class TestOtherWorkAcrossTheRingsEnd:
+    def test_a_range_that_wraps_around_the_ring_is_read_in_two_slices(
+        self, tracer: Tracer, loop_clock: Any
+    ) -> None:
+        mon = LoopMonitor(100 * MS)
+        own, other = request(tracer, "/own"), request(tracer, "/other")
+        a, b = new_task_ref("a"), new_task_ref("b")
+        for _ in range(RING - 2):  # steps 1 .. RING - 2
+            step(mon, loop_clock, None, 0)
+        step(mon, loop_clock, own, 1, own.task)  # RING - 1: the request suspends
+        step(mon, loop_clock, other, 3, a)  # RING, in slot 0: the ring's end is crossed
+        step(mon, loop_clock, None, 9, b)  # RING + 1, slot 1
+        step(mon, loop_clock, other, 2, a)  # RING + 2, slot 2
+        work = OtherWork(mon, RING - 1, RING + 2).resolve(own.task.id)
+        assert work == {
+            "other_steps": 3,
+            "other_tasks": 2,
+            "other_requests": 1,
+            "longest_ns": 9 * MS,
+        }
+
+    def test_a_range_the_ring_no_longer_holds_gives_only_its_step_count(
+        self, loop_clock: Any
+    ) -> None:
+        mon = LoopMonitor(100 * MS)
+        for _ in range(RING + 1):
+            step(mon, loop_clock, None, 1)
+        assert OtherWork(mon, 0, 5).resolve(0) == {"other_steps": 5}
+
+
+class TestBookkeeping:
+    def test_the_watchdogs_sample_of_this_step_is_the_blocked_events_stack(
+        self, tracer: Tracer, loop_clock: Any
+    ) -> None:
+        mon = LoopMonitor(100 * MS)
+        rec = request(tracer)
+        opened = mon.begin(None, rec)
+        mon.sample, mon.sample_seq = (("/app/main.py", 7, "handler"),), mon.steps
+        loop_clock.advance(0.1)
+        mon.end(opened)
+        (event,) = rec.events
+        assert event[5][3] == (("/app/main.py", 7, "handler"),)
+
+    def test_a_sample_of_an_earlier_step_is_not_this_ones(
+        self, tracer: Tracer, loop_clock: Any
+    ) -> None:
+        mon = LoopMonitor(100 * MS)
+        rec = request(tracer)
+        opened = mon.begin(None, rec)
+        mon.sample, mon.sample_seq = (("/app/main.py", 7, "handler"),), mon.steps - 1
+        loop_clock.advance(0.1)
+        mon.end(opened)
+        (event,) = rec.events
+        assert event[5][3] == ()
+
+    def test_abandon_with_no_step_open_leaves_the_depth_at_zero(self, loop_clock: Any) -> None:
+        mon = LoopMonitor(100 * MS)
+        mon.abandon()
+        assert (mon.depth, mon.step_reported) == (0, True)
+
+    def test_requests_are_counted_one_by_one(self, loop_clock: Any) -> None:
+        mon = LoopMonitor(100 * MS)
+        mon.request_started()
+        mon.request_started()
+        mon.request_ended()
+        assert (mon.active, mon.requests) == (1, 2)
+
+    def test_a_stack_sample_keeps_thirty_frames_by_default(self) -> None:
+        def deep(n: int) -> Any:
+            return deep(n - 1) if n else sys._getframe()
+
+        assert len(sample_stack(deep(40))) == 30
