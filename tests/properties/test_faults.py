@@ -417,7 +417,7 @@ def test_failing_step_accounting_changes_no_response(
 
 
 def test_one_failure_in_step_accounting_leaves_later_traces_correct(
-    failures: Failures, monkeypatch: pytest.MonkeyPatch
+    failures: Failures, monkeypatch: pytest.MonkeyPatch, loop_clock: Any
 ) -> None:
     original = LoopMonitor.end
     calls = [0]
@@ -429,12 +429,14 @@ def test_one_failure_in_step_accounting_leaves_later_traces_correct(
         original(self, opened)
 
     monkeypatch.setattr(LoopMonitor, "end", fails_once)
-    tracer = Tracer(blocking_threshold=0.05)
+    tracer = Tracer(blocking_threshold=0.05, clock=loop_clock)
     app = instrument(build_app(), tracer=tracer)
 
     async def main() -> None:
         await exchange(app, REQUESTS[:1])
-        await asyncio.sleep(0.06)  # the loop idles: that is not a blocking step
+        # 60 ms pass between two steps: not a blocking step, unless the failed `end`
+        # left a step open (a step counts only fake time here, so nothing else can).
+        loop_clock.advance(0.06)
         await exchange(app, REQUESTS[:3])
 
     asyncio.run(main())
