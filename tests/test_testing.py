@@ -506,6 +506,25 @@ async def test_no_blocking_reads_the_traces_of_a_tracer(
     assert [t.path for t, _ in raised.value.blocked] == ["/block"]
 
 
+def test_exactly_three_blocking_requests_show_all_three_tables_and_no_more_line() -> None:
+    traces = [make_trace(blocked(120, **CULPRIT), path=p) for p in ("/a", "/b", "/c")]
+
+    with pytest.raises(BlockingError) as raised:
+        assert_no_blocking(traces, threshold=0.05)
+
+    message = str(raised.value)
+    assert (message.count("Execution table"), "not shown" in message) == (3, False)
+
+
+def test_render_text_is_a_hundred_columns_wide_by_default() -> None:
+    wide = (EventKind.AWAITING, {**SLEEP[1], "code": "await " + "x" * 300})
+    trace = make_trace(ARRIVAL, wide, START, BODY)
+
+    widths = {len(line) for line in render_text(trace).splitlines()}
+    assert max(widths) == 100
+    assert render_text(trace) == render_text(trace, width=100)
+
+
 def test_blocking_message_lists_every_step_and_at_most_three_tables() -> None:
     traces = [
         make_trace(blocked(120, **CULPRIT), path="/a"),
