@@ -140,6 +140,26 @@ class TestNestedSteps:
         mon.end(outer)
         assert blocked(rec) == [(100 * MS, loop_clock.now - 100 * MS, True)]
 
+    def test_a_nested_part_exactly_at_the_tracers_threshold_is_reported(
+        self, tracer: Tracer, loop_clock: Any
+    ) -> None:
+        mon = LoopMonitor(10 * MS)
+        rec = request(tracer)  # 100 ms
+        mon.begin(None, None)
+        inner = mon.begin(None, rec)
+        loop_clock.advance(0.1)
+        mon.end(inner)
+        assert blocked(rec) == [(100 * MS, loop_clock.now - 100 * MS, False)]
+
+    def test_nested_untraced_steps_are_not_judged(self, loop_clock: Any) -> None:
+        mon = LoopMonitor(10 * MS)
+        outer = mon.begin(None, None)
+        inner = mon.begin(None, None)
+        loop_clock.advance(0.5)
+        mon.end(inner)
+        mon.end(outer)
+        assert (mon.depth, mon.steps, mon.ring[3 * 1 + 2]) == (0, 1, 500 * MS)
+
     def test_a_nested_part_one_nanosecond_under_the_threshold_is_not_reported(
         self, tracer: Tracer, loop_clock: Any
     ) -> None:
@@ -259,7 +279,14 @@ class TestOtherWorkAcrossTheRingsEnd:
         mon = LoopMonitor(100 * MS)
         for _ in range(RING + 1):
             step(mon, loop_clock, None, 1)
-        assert OtherWork(mon, 0, 5).resolve(0) == {"other_steps": 5}
+        # Step 1 is exactly RING steps back: its slot holds step RING + 1 now.
+        assert OtherWork(mon, 1, 5).resolve(0) == {"other_steps": 4}
+
+    def test_steps_that_took_no_time_give_a_longest_of_zero(self, loop_clock: Any) -> None:
+        mon = LoopMonitor(100 * MS)
+        for _ in range(3):
+            step(mon, loop_clock, None, 0)
+        assert OtherWork(mon, 1, 3).resolve(0)["longest_ns"] == 0
 
 
 class TestBookkeeping:
@@ -274,6 +301,19 @@ class TestBookkeeping:
         mon.end(opened)
         (event,) = rec.events
         assert event[5][3] == (("/app/main.py", 7, "handler"),)
+
+    def test_without_an_app_frame_the_culprit_is_the_innermost_frame(
+        self, tracer: Tracer, loop_clock: Any
+    ) -> None:
+        mon = LoopMonitor(100 * MS)
+        rec = request(Tracer(clock=loop_clock, app_code=lambda file: False))
+        opened = mon.begin(None, rec)
+        mon.sample = (("/lib/a.py", 1, "inner"), ("/lib/b.py", 2, "outer"))
+        mon.sample_seq = mon.steps
+        loop_clock.advance(0.1)
+        mon.end(opened)
+        (event,) = rec.events
+        assert event[5][3:5] == ((("/lib/a.py", 1, "inner"), ("/lib/b.py", 2, "outer")), 0)
 
     def test_a_sample_of_an_earlier_step_is_not_this_ones(
         self, tracer: Tracer, loop_clock: Any

@@ -192,7 +192,12 @@ def test_a_knock_at_exactly_the_knock_interval_keeps_the_interval_to_restore(
 def test_a_watchdog_thread_that_fails_parks_and_lets_another_start(
     watchdog: _Watchdog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    looks = []
+
     def broken() -> float | None:
+        looks.append(1)
+        if len(looks) == 1:
+            return 0.0  # look again at once
         raise RuntimeError("watchdog bug")
 
     monkeypatch.setattr(watchdog, "_check", broken)
@@ -204,3 +209,10 @@ def test_a_watchdog_thread_that_fails_parks_and_lets_another_start(
     finally:
         thread.name = name  # `_run` names its thread
     assert (watchdog.parked, watchdog.running.locked(), watchdog.due_ns) == (True, False, _NEVER)
+    assert len(looks) == 2
+
+
+def test_each_look_is_counted_once(watchdog: _Watchdog) -> None:
+    watchdog._check()
+    watchdog._check()
+    assert watchdog.checks == 2
