@@ -381,6 +381,17 @@ def test_a_set_of_awaits_needs_every_member_in_any_order() -> None:
             assert_awaits(trace, {"nowhere", "httpx.get"})
 
 
+def test_a_failure_gives_the_requests_duration_in_milliseconds() -> None:
+    ticks: Iterator[int] = itertools.count(0, 250 * MS)  # start, arrival, end: 500 ms
+    rec = Tracer(clock=lambda: next(ticks)).recorder({"type": "http", "path": "/slow"}, None)
+    rec.add(*ARRIVAL)
+    trace = rec.finish(EventKind.COMPLETED, {"status": 200})
+
+    with pytest.raises(TraceOrderError) as raised:
+        assert_awaits(trace, "asyncio.sleep")
+    assert "  request:  HTTP /slow, 500.0 ms\n" in str(raised.value)
+
+
 def test_awaits_failure_lists_the_await_sites() -> None:
     child_sleep = (EventKind.AWAITING, {**SLEEP[1], "target": "httpx.get(url)"}, CHILD)
     trace = make_trace(ARRIVAL, SLEEP, child_sleep, (EventKind.AWAITING, {"code": "await x"}))
