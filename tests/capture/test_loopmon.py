@@ -194,6 +194,20 @@ class TestOtherWork:
             "longest_ns": 7 * MS,
         }
 
+    def test_a_single_step_between_is_read_alone(self, tracer: Tracer, loop_clock: Any) -> None:
+        mon = LoopMonitor(100 * MS)
+        own, other = request(tracer, "/own"), request(tracer, "/other")
+        step(mon, loop_clock, own, 1, own.task)
+        step(mon, loop_clock, other, 4, new_task_ref("a"))
+        step(mon, loop_clock, own, 9, own.task)
+        work = OtherWork(mon, 1, 2).resolve(own.task.id)
+        assert work == {
+            "other_steps": 1,
+            "other_tasks": 1,
+            "other_requests": 1,
+            "longest_ns": 4 * MS,
+        }
+
     def test_no_steps_between_means_no_other_work(self, loop_clock: Any) -> None:
         mon = LoopMonitor(100 * MS)
         step(mon, loop_clock, None, 1)
