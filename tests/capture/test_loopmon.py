@@ -151,6 +151,17 @@ class TestNestedSteps:
         mon.end(inner)
         assert blocked(rec) == [(100 * MS, loop_clock.now - 100 * MS, False)]
 
+    def test_a_nested_part_exactly_at_the_loops_threshold_is_reported(
+        self, loop_clock: Any
+    ) -> None:
+        mon = LoopMonitor(100 * MS)
+        rec = request(Tracer(clock=loop_clock, blocking_threshold=0.01))
+        mon.begin(None, None)
+        inner = mon.begin(None, rec)
+        loop_clock.advance(0.1)
+        mon.end(inner)
+        assert blocked(rec) == [(100 * MS, loop_clock.now - 100 * MS, False)]
+
     def test_nested_untraced_steps_are_not_judged(self, loop_clock: Any) -> None:
         mon = LoopMonitor(10 * MS)
         outer = mon.begin(None, None)

@@ -178,11 +178,11 @@ def test_a_knock_racing_a_look_never_leaves_the_interval_short_for_good(
     assert sys.getswitchinterval() == 0.005
 
 
-def test_a_knock_at_exactly_the_knock_interval_keeps_the_interval_to_restore(
+def test_a_knock_finding_the_knock_interval_keeps_the_interval_to_restore(
     watchdog: _Watchdog,
 ) -> None:
-    """An interval already at the knock's is one a racing knock left short: it is not the
-    one to restore (issue 21: `>` at its boundary)."""
+    """An interval already at the knock's (as the interpreter stores it: a hair under
+    1e-5) is one a racing knock left short: it is not the one to restore."""
     watchdog.switch_interval = 0.005
     sys.setswitchinterval(KNOCK_INTERVAL)
     watchdog.knock()
