@@ -216,3 +216,7 @@ def test_each_look_is_counted_once(watchdog: _Watchdog) -> None:
     watchdog._check()
     watchdog._check()
     assert watchdog.checks == 2
+
+
+def test_a_new_watchdog_is_parked_until_its_first_look() -> None:
+    assert (_Watchdog().parked, _Watchdog().due_ns, _Watchdog().checks) == (True, _NEVER, 0)
