@@ -284,18 +284,18 @@ class TestOtherWorkAcrossTheRingsEnd:
         mon = LoopMonitor(100 * MS)
         own, other = request(tracer, "/own"), request(tracer, "/other")
         a, b = new_task_ref("a"), new_task_ref("b")
-        for _ in range(RING - 2):  # steps 1 .. RING - 2
+        for _ in range(RING - 3):  # steps 1 .. RING - 3
             step(mon, loop_clock, None, 0)
-        step(mon, loop_clock, own, 1, own.task)  # RING - 1: the request suspends
-        step(mon, loop_clock, other, 3, a)  # RING, in slot 0: the ring's end is crossed
-        step(mon, loop_clock, None, 9, b)  # RING + 1, slot 1
-        step(mon, loop_clock, other, 2, a)  # RING + 2, slot 2
-        work = OtherWork(mon, RING - 1, RING + 2).resolve(own.task.id)
+        step(mon, loop_clock, own, 1, own.task)  # RING - 2: the request suspends
+        step(mon, loop_clock, other, 3, a)  # RING - 1, the ring's last slot
+        step(mon, loop_clock, None, 9, b)  # RING, in slot 0: the ring's end is crossed
+        step(mon, loop_clock, other, 12, a)  # RING + 1, slot 1: the longest, read last
+        work = OtherWork(mon, RING - 2, RING + 1).resolve(own.task.id)
         assert work == {
             "other_steps": 3,
             "other_tasks": 2,
             "other_requests": 1,
-            "longest_ns": 9 * MS,
+            "longest_ns": 12 * MS,
         }
 
     def test_a_range_the_ring_no_longer_holds_gives_only_its_step_count(
