@@ -340,6 +340,29 @@ class TestBookkeeping:
         (event,) = rec.events
         assert event[5][3:5] == ((("/lib/a.py", 1, "inner"), ("/lib/b.py", 2, "outer")), 0)
 
+    def test_the_culprit_is_the_innermost_app_frame(self, loop_clock: Any) -> None:
+        mon = LoopMonitor(100 * MS)
+        rec = request(Tracer(clock=loop_clock, app_code=lambda file: file == "/app/main.py"))
+        opened = mon.begin(None, rec)
+        mon.sample = (("/lib/a.py", 1, "inner"), ("/app/main.py", 2, "handler"))
+        mon.sample_seq = mon.steps
+        loop_clock.advance(0.1)
+        mon.end(opened)
+        (event,) = rec.events
+        assert event[5][4] == 1
+
+    def test_abandon_in_a_nested_step_closes_only_the_inner_part(self, loop_clock: Any) -> None:
+        mon = LoopMonitor(100 * MS)
+        mon.begin(None, None)
+        mon.begin(None, None)
+        mon.abandon()
+        assert mon.depth == 1
+
+    def test_a_stack_sample_names_each_frames_line(self) -> None:
+        stack = sample_stack(sys._getframe())
+        line = sys._getframe().f_lineno - 1  # the line above
+        assert stack[0] == (__file__, line, "test_a_stack_sample_names_each_frames_line")
+
     def test_a_sample_of_an_earlier_step_is_not_this_ones(
         self, tracer: Tracer, loop_clock: Any
     ) -> None:
