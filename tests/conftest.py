@@ -23,8 +23,12 @@ from hypothesis import HealthCheck, settings
 import asgitrace
 from asgitrace._support import _log
 
-# The one hypothesis profile of the suite (the property tests in tests/properties/): few
-# examples, reproducible, no example database, no deadline on a loaded 2-core machine.
+# The hypothesis profiles of the suite (the property tests in tests/properties/).
+# "asgitrace", for CI and every run by default: few examples, reproducible, no example
+# database, no deadline on a loaded 2-core machine. "long", chosen with
+# HYPOTHESIS_PROFILE=long: 40 times the examples from a random seed (hypothesis prints
+# the seed of a failure to reproduce it), which also exhausts the small spaces (the 240
+# clock-failure points of test_faults) that the CI profile only samples.
 settings.register_profile(
     "asgitrace",
     max_examples=25,
@@ -33,7 +37,10 @@ settings.register_profile(
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-settings.load_profile("asgitrace")
+settings.register_profile(
+    "long", settings.get_profile("asgitrace"), max_examples=1000, derandomize=False
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "asgitrace"))
 
 Message = dict[str, Any]
 
@@ -241,6 +248,24 @@ def _fresh_failure_log() -> Iterator[None]:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def loop_clock(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> Iterator[FakeClock]:
+    """The one clock seam of the loop monitor and its watchdog (`_loopmon._clock`), set to
+    the suite's fake `clock`; pass the same clock to ``Tracer(clock=...)`` and every time
+    the capture layer reads is the test's. The watchdog is a private one that never runs
+    as a thread (its `running` lock is taken as if one ran) and is never due, so nothing
+    samples or knocks behind the test's back."""
+    import asgitrace.capture._loopmon as loopmon
+
+    dog = loopmon._Watchdog()
+    dog.running.acquire()
+    monkeypatch.setattr(loopmon, "_WATCHDOG", dog)
+    monkeypatch.setattr(loopmon, "_clock", clock)
+    before = sys.getswitchinterval()
+    yield clock
+    sys.setswitchinterval(before)
 
 
 @pytest.fixture

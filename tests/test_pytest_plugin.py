@@ -8,6 +8,19 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
+
+@pytest.fixture(autouse=True)
+def _inner_runs_in_file_order(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pytester sessions check their report line by line: with pytest-randomly
+    installed (`pytest -p randomly` of the outer suite), their own tests would be
+    shuffled too. Harmless without it. (After `pytester`, which clears the variable.)"""
+    if "pytester" in request.fixturenames:
+        request.getfixturevalue("pytester")
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly")
+
+
 APP = """\
 import asyncio
 import time

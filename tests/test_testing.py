@@ -370,6 +370,28 @@ def test_awaits_match_target_code_function_or_file(reference: Trace) -> None:
     assert_awaits(make_trace(ARRIVAL), exact=True)
 
 
+def test_a_set_of_awaits_needs_every_member_in_any_order() -> None:
+    """Each member of a set is an await of its own (issue 21: not just the first)."""
+    fetch = (EventKind.AWAITING, {**SLEEP[1], "target": "httpx.get(url)"}, CHILD)
+    for trace in (make_trace(ARRIVAL, SLEEP, fetch), make_trace(ARRIVAL, fetch, SLEEP)):
+        assert_awaits(trace, {"asyncio.sleep", "httpx.get"}, exact=True)
+        with pytest.raises(TraceOrderError):
+            assert_awaits(trace, {"asyncio.sleep", "nowhere"})
+        with pytest.raises(TraceOrderError):
+            assert_awaits(trace, {"nowhere", "httpx.get"})
+
+
+def test_a_failure_gives_the_requests_duration_in_milliseconds() -> None:
+    ticks: Iterator[int] = itertools.count(0, 250 * MS)  # start, arrival, end: 500 ms
+    rec = Tracer(clock=lambda: next(ticks)).recorder({"type": "http", "path": "/slow"}, None)
+    rec.add(*ARRIVAL)
+    trace = rec.finish(EventKind.COMPLETED, {"status": 200})
+
+    with pytest.raises(TraceOrderError) as raised:
+        assert_awaits(trace, "asyncio.sleep")
+    assert "  request:  HTTP /slow, 500.0 ms\n" in str(raised.value)
+
+
 def test_awaits_failure_lists_the_await_sites() -> None:
     child_sleep = (EventKind.AWAITING, {**SLEEP[1], "target": "httpx.get(url)"}, CHILD)
     trace = make_trace(ARRIVAL, SLEEP, child_sleep, (EventKind.AWAITING, {"code": "await x"}))
@@ -440,7 +462,7 @@ def test_awaits_failure_details(
         assert_awaits(trace, *awaits, exact=exact)
 
     message = str(raised.value)
-    assert f"  actual:   {actual}" in message
+    assert f"  actual:   {actual}\n" in message  # the whole count: "1 await", not "1 awaits"
     assert f"  {detail}\n" in message
     assert raised.value.expected == (", ".join(f"awaiting({a!r})" for a in awaits) or "no awaits")
 
@@ -493,6 +515,25 @@ async def test_no_blocking_reads_the_traces_of_a_tracer(
         assert_no_blocking(tracer, threshold=0.05)
 
     assert [t.path for t, _ in raised.value.blocked] == ["/block"]
+
+
+def test_exactly_three_blocking_requests_show_all_three_tables_and_no_more_line() -> None:
+    traces = [make_trace(blocked(120, **CULPRIT), path=p) for p in ("/a", "/b", "/c")]
+
+    with pytest.raises(BlockingError) as raised:
+        assert_no_blocking(traces, threshold=0.05)
+
+    message = str(raised.value)
+    assert (message.count("Execution table"), "not shown" in message) == (3, False)
+
+
+def test_render_text_is_a_hundred_columns_wide_by_default() -> None:
+    wide = (EventKind.AWAITING, {**SLEEP[1], "code": "await " + "x" * 300})
+    trace = make_trace(ARRIVAL, wide, START, BODY)
+
+    widths = {len(line) for line in render_text(trace).splitlines()}
+    assert max(widths) == 100
+    assert render_text(trace) == render_text(trace, width=100)
 
 
 def test_blocking_message_lists_every_step_and_at_most_three_tables() -> None:

@@ -1163,3 +1163,51 @@ async def test_scope_without_http_version_records_arrival_without_it(
         "path": "/bare",
         "method": "GET",
     }
+
+
+async def test_an_endpoint_seen_only_through_its_response_is_entered_just_before_it_sends(
+    fake_server: Any, scope: Any
+) -> None:
+    """The router chose an endpoint that never suspended: ``entered`` is derived at the
+    first message out, and comes before it (issue 21)."""
+
+    def endpoint() -> None: ...
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        scope["endpoint"] = endpoint  # as a router does
+        headers = [(b"Content-Type", b"text/plain; charset=utf-8")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    tracer = Tracer()
+    server = fake_server()
+    await TraceMiddleware(app, tracer=tracer)(scope(), server.receive, server.send)
+    trace = only_trace(tracer)
+    assert [e.kind.value for e in trace.events] == [
+        "received",
+        "entered",
+        "sent",
+        "sent",
+        "completed",
+    ]
+    entered = trace.events[1]
+    assert (entered.get("function"), entered.get("derived")) == (
+        "test_an_endpoint_seen_only_through_its_response_is_entered_just_before_it_sends."
+        "<locals>.endpoint",
+        True,
+    )
+
+
+async def test_the_content_type_is_found_whatever_the_case_of_its_name(
+    fake_server: Any, scope: Any
+) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = [(b"x-other", b"1"), (b"CONTENT-TYPE", b"text/csv")]
+        await send({"type": "http.response.start", "status": 201, "headers": headers})
+        await send({"type": "http.response.body", "body": b"a,b"})
+
+    tracer = Tracer()
+    server = fake_server()
+    await TraceMiddleware(app, tracer=tracer)(scope(), server.receive, server.send)
+    start = only_trace(tracer).of_kind("sent")[0]
+    assert (start.get("status"), start.get("content_type")) == (201, "text/csv")

@@ -137,6 +137,20 @@ class TestStepperRecording:
         assert kinds == ["spawned", "awaiting", "yielded", "resumed", "task_done"]
         assert rec.events[0][3] != parent.id
 
+    @pytest.mark.parametrize("after_response", [False, True])
+    async def test_a_child_spawned_after_the_response_is_marked_so(
+        self, after_response: bool
+    ) -> None:
+        rec = recorder()
+        rec.response_done = after_response
+        task = asyncio.get_running_loop().create_task(
+            Stepper(sleeper(), None, rec, parent=TaskRef(99, "parent"))  # type: ignore[arg-type]
+        )
+        await task
+        fields = DECODERS["spawned"](rec.events[0][5], None)
+        late = fields.get("after_response", False)
+        assert (fields["parent"], late) == (TaskRef(99, "parent"), after_response)
+
     async def test_a_failing_child_records_its_exception(self) -> None:
         async def boom() -> None:
             await asyncio.sleep(0)
@@ -232,6 +246,66 @@ class TestTaskHook:
             uninstall(loop)
         assert monitor_of(loop) is None
         uninstall(loop)  # nothing to remove: no error
+
+    def test_the_task_name_fix_sends_create_task_through_the_factory_while_it_is_ours(
+        self,
+    ) -> None:
+        """`_fix_task_names` runs only on 3.13.0-3.13.2 (whose create_task drops a name
+        given to a custom factory): driven directly here, on any Python."""
+        import asgitrace.capture._taskhook as hook
+
+        loop = asyncio.new_event_loop()
+        seen: list[dict[str, Any]] = []
+
+        def factory(loop: Any, coro: Any, **kwargs: Any) -> Any:
+            seen.append(kwargs)
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        context = contextvars.copy_context()
+
+        async def main() -> list[str]:
+            named = loop.create_task(sleeper(), name="named")
+            in_context = loop.create_task(sleeper(), context=context)
+            await asyncio.gather(named, in_context)
+            loop.set_task_factory(None)  # replaced: the fix stands aside
+            plain = loop.create_task(sleeper(), name="plain")
+            await plain
+            return [named.get_name(), plain.get_name()]
+
+        try:
+            loop.set_task_factory(factory)
+            hook._fix_task_names(loop, factory)
+            assert loop.run_until_complete(main()) == ["named", "plain"]
+        finally:
+            loop.close()
+        assert seen == [{}, {"name": "named"}, {"context": context}]
+
+    def test_the_task_name_fix_leaves_a_loops_own_create_task_alone(self) -> None:
+        import asgitrace.capture._taskhook as hook
+
+        class OwnCreateTask(asyncio.SelectorEventLoop):
+            def create_task(self, coro: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+                return super().create_task(coro, **kwargs)
+
+        loop = OwnCreateTask()
+        try:
+            hook._fix_task_names(loop, lambda *a, **k: None)  # type: ignore[arg-type, return-value]
+            assert "create_task" not in loop.__dict__
+        finally:
+            loop.close()
+
+    def test_uninstall_removes_the_task_name_fix(self) -> None:
+        import asgitrace.capture._taskhook as hook
+
+        loop = asyncio.new_event_loop()
+        try:
+            install(loop, 100_000_000)
+            hook._fix_task_names(loop, loop.get_task_factory())  # type: ignore[arg-type]
+            assert "create_task" in loop.__dict__
+            uninstall(loop)
+            assert ("create_task" in loop.__dict__, loop.get_task_factory()) == (False, None)
+        finally:
+            loop.close()
 
     async def test_uninstall_restores_the_previous_factory(self) -> None:
         loop = asyncio.get_running_loop()
@@ -364,8 +438,12 @@ class TestMonitoringCallbacks:
     def test_callbacks_do_nothing_outside_a_traced_request(self) -> None:
         import asgitrace.capture._entry as entry
 
-        entry._started(sleeper.__code__)
-        entry._returned(sleeper.__code__, 1)
+        rec = recorder()  # a request exists, but this code runs outside it
+        assert CURRENT.get() is None
+        assert entry._started(sleeper.__code__) is None
+        assert entry._returned(sleeper.__code__, 1) is None
+        assert (rec.entered, rec.returned, rec.events) == (False, False, [])
+        assert asgitrace._support._log._reported == set()
 
     def test_entry_in_a_worker_thread_names_the_thread(self) -> None:
         import asgitrace.capture._entry as entry

@@ -9,6 +9,7 @@ fake clock: exact, and no sleeping.
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -175,3 +176,47 @@ def test_a_knock_racing_a_look_never_leaves_the_interval_short_for_good(
     watchdog.knock()  # the next knock must not save the short interval as the user's
     watchdog._check()
     assert sys.getswitchinterval() == 0.005
+
+
+def test_a_knock_finding_the_knock_interval_keeps_the_interval_to_restore(
+    watchdog: _Watchdog,
+) -> None:
+    """An interval already at the knock's (as the interpreter stores it: a hair under
+    1e-5) is one a racing knock left short: it is not the one to restore."""
+    watchdog.switch_interval = 0.005
+    sys.setswitchinterval(KNOCK_INTERVAL)
+    watchdog.knock()
+    assert (watchdog.knocked, watchdog.switch_interval) == (True, 0.005)
+
+
+def test_a_watchdog_thread_that_fails_parks_and_lets_another_start(
+    watchdog: _Watchdog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looks = []
+
+    def broken() -> float | None:
+        looks.append(1)
+        if len(looks) == 1:
+            return 0.0  # look again at once
+        raise RuntimeError("watchdog bug")
+
+    monkeypatch.setattr(watchdog, "_check", broken)
+    watchdog.parked = False
+    thread = threading.current_thread()
+    name = thread.name
+    try:
+        watchdog._run()  # as its thread would, on this one: it ends at the first look
+    finally:
+        thread.name = name  # `_run` names its thread
+    assert (watchdog.parked, watchdog.running.locked(), watchdog.due_ns) == (True, False, _NEVER)
+    assert len(looks) == 2
+
+
+def test_each_look_is_counted_once(watchdog: _Watchdog) -> None:
+    watchdog._check()
+    watchdog._check()
+    assert watchdog.checks == 2
+
+
+def test_a_new_watchdog_is_parked_until_its_first_look() -> None:
+    assert (_Watchdog().parked, _Watchdog().due_ns, _Watchdog().checks) == (True, _NEVER, 0)

@@ -9,7 +9,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -306,10 +305,14 @@ def test_sink_drops_and_counts_when_its_queue_is_full(
     sink(hand_built("1"))
     assert writing.wait(10)  # the writer holds trace 1; the queue is empty again
     sink(hand_built("2"))  # fills the queue
-    started = time.perf_counter()
+    # Only this test releases the writer; were a full queue to make `sink` wait for room,
+    # the safety timer would release it (after 10 s) and the check below would fail.
+    safety = threading.Timer(10, release.set)
+    safety.start()
     sink(hand_built("3"))
     sink(hand_built("4"))
-    assert time.perf_counter() - started < 0.5  # never blocks
+    assert not release.is_set()  # returned with the writer still held: never blocks
+    safety.cancel()
     assert sink.dropped == 2
     release.set()
     sink.close()

@@ -231,7 +231,11 @@ def test_malformed_messages_and_scopes_reach_app_and_server_as_untraced(
 
     assert traced == untraced
     assert [shape(m) for m in (*script.incoming, *script.outgoing)] == shapes  # untouched
-    assert len(tracer.traces) <= 1
+    # One trace exactly when the scope is a traced type and the trace could be opened
+    # (a scope the recorder cannot read goes through untraced, and says so once).
+    failed_open = any("opening a trace" in r.getMessage() for r in caplog.records)
+    traced_type = script.scope.get("type") in ("http", "websocket")
+    assert len(tracer.traces) == (1 if traced_type and not failed_open else 0)
     assert all(len(t.raw_events) <= 51 for t in tracer.traces)
     for trace in tracer.traces:  # whatever was stored can be read and rendered
         json.dumps(trace.to_dict())
@@ -391,7 +395,9 @@ async def test_a_flood_of_tiny_chunks_is_capped_and_counted() -> None:
 
     [trace] = tracer.traces
     assert len(trace.raw_events) == 101  # the cap, plus the terminal event
-    assert trace.dropped + 100 >= count + 3  # arrival, the chunks, two messages sent
+    # At least arrival, the chunks and two messages sent; in some suite orders one event
+    # more (not yet explained: seen once under pytest-randomly, issue 21).
+    assert trace.dropped in (count + 3 - 100, count + 3 - 100 + 1)
     assert trace.outcome == "completed"
 
 
@@ -559,4 +565,5 @@ async def test_hostile_scope_values_change_nothing_for_the_app() -> None:
     tracer = Tracer()
 
     assert await outcome(instrument(echo_headers, tracer=tracer)) == await outcome(echo_headers)
-    assert len(tracer.traces) <= 1
+    # None: the recorder cannot read this scope, so the request goes through untraced.
+    assert len(tracer.traces) == 0

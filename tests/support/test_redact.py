@@ -14,9 +14,29 @@ from asgitrace._support._redact import DEFAULT_SECRET_HEADERS, REDACTED
 from asgitrace._support._safe import safe_repr
 
 
-@pytest.mark.parametrize("name", sorted(DEFAULT_SECRET_HEADERS))
-def test_default_secret_headers_are_secret(name: str) -> None:
-    assert Redactor().is_secret(name) is True
+def test_the_default_secret_headers_are_these_names() -> None:
+    """Written out, not read from the constant: dropping one must fail (issue 21)."""
+    assert sorted(DEFAULT_SECRET_HEADERS) == [
+        "api-key",
+        "apikey",
+        "authorization",
+        "cookie",
+        "proxy-authorization",
+        "set-cookie",
+        "x-access-token",
+        "x-amz-security-token",
+        "x-api-key",
+        "x-auth-token",
+        "x-csrf-token",
+        "x-goog-api-key",
+        "x-refresh-token",
+        "x-xsrf-token",
+    ]
+
+
+@pytest.mark.parametrize("name", ["Authorization", "proxy-authorization", "Cookie", "x-api-key"])
+def test_default_secret_headers_are_secret_without_the_pattern(name: str) -> None:
+    assert Redactor(pattern=None).is_secret(name) is True
 
 
 @pytest.mark.parametrize(
@@ -400,3 +420,36 @@ def test_verdict_cache_stays_bounded_and_correct() -> None:
     assert set(verdicts) == {False}
     assert len(redactor._verdicts) <= 4096  # names come from clients: memory is bounded
     assert (redactor.is_secret("password"), redactor.is_secret("x-name-1")) == (True, False)
+
+
+def test_exactly_the_header_cap_is_kept_whole() -> None:
+    raw = [(b"x-h%d" % i, b"v") for i in range(100)]
+    assert Redactor().raw_headers_of(raw) == tuple(raw)
+
+
+def test_one_header_past_the_cap_is_counted_not_kept() -> None:
+    raw = [(b"x-h%d" % i, b"v") for i in range(101)]
+    assert Redactor().raw_headers_of(raw) == (*raw[:100], (b"<more headers>", b"1"))
+
+
+@pytest.mark.parametrize("sightings", [1, 2], ids=["first-sight", "cached-name"])
+def test_a_value_of_exactly_the_size_cap_is_kept_whole(sightings: int) -> None:
+    redactor = Redactor()
+    for _ in range(sightings):
+        out = redactor.raw_headers_of([(b"x-big", b"a" * 1024)])
+    assert out == ((b"x-big", b"a" * 1024),)
+
+
+@pytest.mark.parametrize("sightings", [1, 2], ids=["first-sight", "cached-name"])
+def test_a_value_one_byte_past_the_size_cap_is_cut(sightings: int) -> None:
+    redactor = Redactor()
+    for _ in range(sightings):
+        out = redactor.raw_headers_of([(b"x-big", b"a" * 1025)])
+    assert out == ((b"x-big", b"a" * 1024 + b"...(+1 bytes)"),)
+
+
+def test_secret_parameters_in_a_url_headers_fragment_are_redacted() -> None:
+    raw = [(b"Location", b"/cb?page=2&token=abc#access_token=xyz&state=1")]
+    assert Redactor().raw_headers_of(raw) == (
+        (b"Location", b"/cb?page=2&token=[redacted]#access_token=[redacted]&state=1"),
+    )

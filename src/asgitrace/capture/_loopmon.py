@@ -65,6 +65,8 @@ KNOCK_INTERVAL: Final = 1e-5
 _NEVER: Final = 1 << 62
 _keys = itertools.count(1)
 
+# The one clock of the monitor and the watchdog (step starts, durations, looks): tests
+# replace it, with the tracer's, through the `loop_clock` fixture (tests/conftest.py).
 _clock = time.perf_counter_ns
 _HERE: Final = os.path.dirname(os.path.abspath(__file__))
 _OWN_FILES: Final = frozenset(

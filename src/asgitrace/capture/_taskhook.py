@@ -109,14 +109,12 @@ def install(loop: asyncio.AbstractEventLoop, threshold_ns: int) -> LoopMonitor:
     setattr(factory, _MARK, mon)
     setattr(factory, "asgitrace_previous", previous)  # noqa: B010 - a function attribute
     loop.set_task_factory(factory)
-    if _NEEDS_NAME_FIX:  # pragma: not-3-13-early
+    if _NEEDS_NAME_FIX:  # pragma: not-3-13-early - the fix is tested directly
         _fix_task_names(loop, factory)
     return mon
 
 
-def _fix_task_names(  # pragma: not-3-13-early
-    loop: asyncio.AbstractEventLoop, factory: _TaskFactory
-) -> None:
+def _fix_task_names(loop: asyncio.AbstractEventLoop, factory: _TaskFactory) -> None:
     from asyncio.base_events import BaseEventLoop
 
     if type(loop).create_task is not BaseEventLoop.create_task:
