@@ -138,6 +138,35 @@ class Recorder:
         else:
             self.dropped += 1
 
+    def add_at_step_start(self, kind: EventKind | str, fields: Any, task: TaskRef) -> None:
+        """Record a derived event at the start of *task*'s current step, not now.
+
+        The step started at *task*'s last ``resumed`` (or ``spawned``) event, or after
+        the last message received: the event goes right after that one, with its time,
+        so that it is never later than the work it started (a blocking step's
+        ``blocked``, the messages sent). The events after it keep their order and
+        their sequence numbers move up one place, so that they stay sorted and unique.
+        """
+        events = self.events
+        if len(events) >= self.limit:
+            self.dropped += 1
+            return
+        index = len(events) - 1
+        while index > 0:
+            e = events[index]
+            if e[2] == "received" or (e[3] == task.id and e[2] in ("resumed", "spawned")):
+                break
+            index -= 1
+        if index < 0:
+            self.add(kind, fields, task)
+            return
+        tail = events[index + 1 :]
+        seqs = [e[0] for e in tail]
+        seqs.append(next(_seq))
+        moved = [(seqs[0], events[index][1], _KIND_TEXT[kind], task.id, task.name, fields)]
+        moved.extend((seqs[i + 1], *e[1:]) for i, e in enumerate(tail))
+        events[index + 1 :] = moved
+
     def close(self, kind: EventKind | str, fields: Any) -> bytes | tuple[Any, ...]:
         """Close the trace with a terminal event and hand its record to the tracer.
 

@@ -278,7 +278,7 @@ class Stepper(Coroutine[Any, Any, Any]):
         if w.saw_target and not rec.entered:
             # Derived, not observed: the endpoint started during the step that just ended.
             rec.entered = True
-            rec.add(_ENTERED, entered_fields(endpoint, derived=True), ref)
+            rec.add_at_step_start(_ENTERED, entered_fields(endpoint, derived=True), ref)
         site = await_site(w, result is None, rec.is_app)
         self.timer_when = w.timer_when
         t = rec.clock()

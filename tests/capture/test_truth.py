@@ -1,0 +1,145 @@
+"""Rows that tell the truth on real app shapes (issue 18)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import Depends, FastAPI, HTTPException
+
+from asgitrace import Trace, TraceMiddleware, Tracer
+from asgitrace.views import execution_steps, variable_tracker
+
+
+def _app() -> tuple[FastAPI, Tracer]:
+    app = FastAPI()
+
+    def require_user() -> str:
+        raise HTTPException(status_code=401, detail="Not authenticated")
+
+    @app.get("/items/{item_id}")
+    async def read_item(item_id: int) -> dict[str, int]:
+        return {"item_id": item_id}
+
+    @app.get("/private")
+    async def read_private(user: str = Depends(require_user)) -> dict[str, str]:
+        return {"user": user}
+
+    @app.get("/missing")
+    async def read_missing() -> dict[str, str]:
+        raise HTTPException(status_code=404, detail="nope")
+
+    @app.get("/sync")
+    def get_item() -> dict[str, str]:
+        time.sleep(0)
+        return {"item": "sync"}
+
+    @app.get("/wait")
+    async def wait_endpoint() -> dict[str, str]:
+        await asyncio.sleep(0.001)
+        return {"message": "Done waiting"}
+
+    tracer = Tracer(blocking_threshold=1.0)
+    app.add_middleware(TraceMiddleware, tracer=tracer)
+    return app, tracer
+
+
+async def _get(path: str) -> tuple[int, Trace]:
+    app, tracer = _app()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.get(path)
+    return response.status_code, tracer.traces[-1]
+
+
+def _states(trace: Trace) -> tuple[str, ...]:
+    tracker = variable_tracker(trace)
+    return next(states for name, states in tracker.rows if name.endswith("function state"))
+
+
+@pytest.mark.parametrize(("path", "status"), [("/items/foo", 422), ("/private", 401)])
+async def test_no_entered_when_the_endpoint_never_ran(path: str, status: int) -> None:
+    """A 422 validation failure and a 401 from a dependency never ran the endpoint (issue 18)."""
+    got, trace = await _get(path)
+    assert got == status
+    assert trace.of_kind("entered") == ()
+    assert not any(step.kind == "entered" for step in execution_steps(trace))
+    assert "Running" not in _states(trace)
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "function"),
+    [("/items/3", 200, "read_item"), ("/missing", 404, "read_missing"), ("/sync", 200, "get_item")],
+)
+async def test_entered_when_the_endpoint_ran(path: str, status: int, function: str) -> None:
+    got, trace = await _get(path)
+    assert got == status
+    [entered] = trace.of_kind("entered")
+    assert str(entered.get("function")).endswith(function)
+
+
+def _shapes() -> tuple[FastAPI, Tracer]:
+    app = FastAPI()
+
+    @app.get("/block")
+    async def block_first() -> dict[str, str]:
+        time.sleep(0.12)
+        await asyncio.sleep(0)
+        return {"message": "Done waiting"}
+
+    @app.get("/sync")
+    def get_item() -> dict[str, str]:
+        return {"item": "sync"}
+
+    tracer = Tracer(blocking_threshold=0.05)
+    app.add_middleware(TraceMiddleware, tracer=tracer)
+    return app, tracer
+
+
+async def _run(app: Any, tracer: Tracer, path: str) -> Trace:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        assert (await http.get(path)).status_code == 200
+    return tracer.traces[-1]
+
+
+def _index(trace: Trace, kind: str) -> int:
+    return next(i for i, e in enumerate(trace.events) if e.kind == kind)
+
+
+async def test_entered_comes_before_the_blocking_step_it_started() -> None:
+    """A blocking first step: derived `entered` is at the step's start, before the block (#18)."""
+    app, tracer = _shapes()
+    trace = await _run(app, tracer, "/block")
+    [entered] = trace.of_kind("entered")
+    [blocked] = trace.of_kind("blocked")
+    assert _index(trace, "entered") < _index(trace, "blocked")
+    assert entered.t_ns <= blocked.t_ns - 100_000_000  # before the 120 ms sleep began
+    seqs = [e.seq for e in trace.events]
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == len(seqs)
+
+
+async def test_sync_endpoint_entered_before_its_thread_wait() -> None:
+    app, tracer = _shapes()
+    trace = await _run(app, tracer, "/sync")
+    assert _index(trace, "entered") < _index(trace, "sent")
+    [entered] = trace.of_kind("entered")
+    assert entered.t_ns <= trace.of_kind("sent")[0].t_ns
+
+
+async def test_entered_behind_an_http_middleware_precedes_the_middleware_resuming() -> None:
+    app, tracer = _shapes()
+
+    @app.middleware("http")
+    async def passthrough(request: Any, call_next: Any) -> Any:
+        return await call_next(request)
+
+    trace = await _run(app, tracer, "/block")
+    entered = _index(trace, "entered")
+    [blocked] = trace.of_kind("blocked")
+    assert entered < _index(trace, "blocked")
+    assert trace.events[entered].t_ns <= blocked.t_ns - 100_000_000
