@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import Any
 
@@ -143,3 +144,67 @@ async def test_entered_behind_an_http_middleware_precedes_the_middleware_resumin
     [blocked] = trace.of_kind("blocked")
     assert entered < _index(trace, "blocked")
     assert trace.events[entered].t_ns <= blocked.t_ns - 100_000_000
+
+
+@pytest.mark.parametrize("path", ["/wait", "/sync"])
+async def test_returned_value_on_every_python(path: str) -> None:
+    """The tracker's response row shows what the endpoint returned, 3.10/3.11 too (#18)."""
+    _, trace = await _get(path)
+    [returned] = trace.of_kind("returned")
+    expected = "{'message': 'Done waiting'}" if path == "/wait" else "{'item': 'sync'}"
+    assert returned.get("value") == expected
+    response = dict(variable_tracker(trace).rows)["response"]
+    assert response[-1] == expected
+
+
+async def test_sync_endpoint_entered_before_the_thread_ran_it() -> None:
+    _, trace = await _get("/sync")
+    entered = _index(trace, "entered")
+    resumed = [i for i, e in enumerate(trace.events) if e.kind == "resumed"]
+    assert entered < resumed[-1]
+    assert _states(trace)[0:1] == ("Not started",)
+    assert "function state" in dict(variable_tracker(trace).rows)
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="sys.monitoring gives the value")
+async def test_return_hook_never_replaces_another_profiler() -> None:
+    seen: list[str] = []
+
+    def profiler(frame: Any, event: str, arg: Any) -> None:
+        seen.append(event)
+
+    sys.setprofile(profiler)
+    try:
+        _, trace = await _get("/wait")
+    finally:
+        sys.setprofile(None)
+    assert seen
+    assert trace.of_kind("returned") == ()
+
+
+async def test_returned_value_after_several_awaits_and_none_from_a_loop() -> None:
+    """3.10/3.11 arm the return hook only at the endpoint's last await (#18)."""
+    app = FastAPI()
+
+    @app.get("/two")
+    async def two() -> dict[str, int]:
+        await asyncio.sleep(0)
+        x = 2
+        await asyncio.sleep(0)
+        return {"x": x}
+
+    @app.get("/loop")
+    async def loop() -> dict[str, int]:
+        total = 0
+        for i in range(3):
+            await asyncio.sleep(0)
+            total += i
+        return {"total": total}
+
+    tracer = Tracer(blocking_threshold=1.0)
+    app.add_middleware(TraceMiddleware, tracer=tracer)
+    two_trace = await _run(app, tracer, "/two")
+    loop_trace = await _run(app, tracer, "/loop")
+    assert [e.get("value") for e in two_trace.of_kind("returned")] == ["{'x': 2}"]
+    values = [e.get("value") for e in loop_trace.of_kind("returned")]
+    assert values == (["{'total': 3}"] if sys.version_info >= (3, 12) else [])
