@@ -89,6 +89,7 @@ class Recorder:
         "status",
         "task",
         "task_obj",
+        "trace_id",
         "tracer",
         "type",
         "watcher",
@@ -124,6 +125,7 @@ class Recorder:
         self.endpoint_code: Any = None
         self.start_wall = time.time()
         self.start_ns = clock()
+        self.trace_id = f"{_ID_PREFIX}{next(_ids):06x}"
 
     def add(self, kind: EventKind | str, fields: Any, task: TaskRef | None = None) -> None:
         """Record one event now (in *task*, by default the request's own task).
@@ -182,7 +184,7 @@ class Recorder:
         self.events.append((next(_seq), end, _KIND_TEXT[kind], task.id, task.name, fields))
         mon = self.mon
         record = (
-            f"{_ID_PREFIX}{next(_ids):06x}", self.type, self.method, self.path,
+            self.trace_id, self.type, self.method, self.path,
             _route_of(self.scope.get("route")), self.query, self.headers, self.response_headers,
             self.status, self.start_wall, self.start_ns, end, self.dropped, tuple(self.events),
             () if mon is None else other_work(mon, self.events),

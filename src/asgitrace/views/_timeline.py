@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Final
 
 from ..trace import Event, EventKind, request_label
 from ._rows import final_body
-from ._text import fmt_duration, short_name, target_of, where_of
+from ._text import blocked_by_text, fmt_duration, short_name, target_of, where_of
 
 if TYPE_CHECKING:
     from ..trace import Trace
@@ -98,8 +98,13 @@ def key_moments(trace: Trace, *, lag_threshold_ns: int = 10_000_000) -> list[str
             if awaiting.get("thread") and not awaiting.get("cooperative"):
                 thread_ns += waited
             if awaiting.get("function") or awaiting.get("thread"):
+                blamed = blocked_by_text(e)
                 waits.append(
-                    (waited, f"{target_of(awaiting)} ({where_of(awaiting) or e.task.name})")
+                    (
+                        waited,
+                        f"{target_of(awaiting)} ({where_of(awaiting) or e.task.name})"
+                        + (f": {blamed}" if blamed else ""),
+                    )
                 )
             lag = e.get("lag_ns")
             if lag is not None and lag >= lag_threshold_ns:
