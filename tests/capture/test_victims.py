@@ -50,7 +50,9 @@ async def test_the_victim_names_the_request_and_line_that_held_the_loop() -> Non
     assert blocker["duration_ns"] >= 100_000_000
     assert str(blocker["file"]).endswith("test_victims.py")
     [loop_row] = [s for s in execution_steps(victim) if "blocking the loop" in s.action]
-    assert f"GET /slow (trace {culprit.id}) blocking the loop at test_victims.py:" in loop_row.action
+    assert (
+        f"GET /slow (trace {culprit.id}) blocking the loop at test_victims.py:" in loop_row.action
+    )
     assert any("GET /slow" in m and "blocking the loop" in m for m in key_moments(victim))
     data = json.loads(json.dumps(victim.to_dict()))
     assert "blocked_by" in json.dumps(data)
