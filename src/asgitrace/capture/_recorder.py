@@ -52,9 +52,24 @@ def _text(value: Any) -> str:
     return value if len(value) <= MAX_TEXT else _cut(value)
 
 
-def _route_of(route: Any) -> str | None:
+def _route_of(scope: Mapping[str, Any]) -> str | None:
+    """The route template as the client sees it: with the prefixes of routers included
+    with ``include_router(prefix=...)`` (FastAPI's effective route, when it keeps the
+    included route unprefixed) and of the mounts the request went through."""
+    route = scope.get("route")
     path = getattr(route, "path", None) if route is not None else None
-    return None if path is None else _text(path)
+    if path is None:
+        return None
+    fastapi = scope.get("fastapi")
+    if isinstance(fastapi, Mapping):
+        effective = getattr(fastapi.get("effective_route_context"), "path_format", None)
+        if isinstance(effective, str):
+            path = effective
+    root = scope.get("root_path")
+    app_root = scope.get("app_root_path")
+    if isinstance(root, str) and isinstance(app_root, str) and root.startswith(app_root):
+        path = root[len(app_root) :] + path  # the mounts' prefixes
+    return _text(path)
 
 
 @final
@@ -185,7 +200,7 @@ class Recorder:
         mon = self.mon
         record = (
             self.trace_id, self.type, self.method, self.path,
-            _route_of(self.scope.get("route")), self.query, self.headers, self.response_headers,
+            _route_of(self.scope), self.query, self.headers, self.response_headers,
             self.status, self.start_wall, self.start_ns, end, self.dropped, tuple(self.events),
             () if mon is None else other_work(mon, self.events),
         )  # fmt: skip
