@@ -208,3 +208,12 @@ async def test_returned_value_after_several_awaits_and_none_from_a_loop() -> Non
     assert [e.get("value") for e in two_trace.of_kind("returned")] == ["{'x': 2}"]
     values = [e.get("value") for e in loop_trace.of_kind("returned")]
     assert values == (["{'total': 3}"] if sys.version_info >= (3, 12) else [])
+
+
+async def test_a_sync_endpoint_is_called_in_the_thread_pool() -> None:
+    """A `def` endpoint is not "Enter async function" (#18)."""
+    _, trace = await _get("/sync")
+    actions = [step.action for step in execution_steps(trace)]
+    calls = [a for a in actions if "Call get_item in the thread pool" in a]
+    assert len(calls) == 1
+    assert not any("Enter async function" in a for a in actions)

@@ -168,11 +168,10 @@ def _received(s: _Layout, e: Event, prefix: str, late: bool) -> None:
 def _entered(s: _Layout, e: Event, prefix: str, late: bool) -> None:
     s.endpoint = endpoint = short_name(e.get("function"))
     in_thread = e.get("thread")
-    action = (
-        f"Enter function {endpoint} in worker thread {in_thread}"
-        if in_thread
-        else f"Enter async function {endpoint}"
-    )
+    if in_thread:  # a sync endpoint: the framework hands it to the thread pool
+        action = f"Call {endpoint} in the thread pool"
+    else:
+        action = f"Enter async function {endpoint}"
     _add(
         s,
         e,
