@@ -58,3 +58,15 @@ async def test_the_victim_names_the_request_and_line_that_held_the_loop() -> Non
     assert "blocked_by" in json.dumps(data)
     again = Trace.from_dict(data)
     assert [s.action for s in execution_steps(again)] == [s.action for s in execution_steps(victim)]
+
+
+async def test_the_summary_line_says_how_much_of_the_wait_was_others_blocking() -> None:
+    from asgitrace.views import request_line, trace_stats
+
+    app, tracer, _ = _app()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        await asyncio.gather(http.get("/slow"), http.get("/db"))
+    victim = next(t for t in tracer.traces if t.path == "/db")
+    assert trace_stats(victim).held_ns >= 100_000_000
+    assert "of it others' blocking" in request_line(victim).plain
