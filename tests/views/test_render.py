@@ -293,11 +293,8 @@ async def test_real_reference_example_has_the_six_steps_and_three_rows() -> None
     assert rows["async function state"][-1] == "Completed"
     assert "Paused (awaiting)" in rows["async function state"]
     assert rows["await asyncio.sleep(DELAY)"][:4] == ("Not called", "Called", "Sleeping", "Done")
-    if sys.version_info >= (3, 12):
-        assert tracker.columns == ("Start", "After Step 2", "After Step 3", "After Step 5", "Final")
-        assert rows["response"][-1] == "{'message': 'Done waiting'}"
-    else:  # no return value before 3.12: the tracker shows what was sent
-        assert rows["response"][-1] == "HTTP 200 with JSON"
+    assert tracker.columns == ("Start", "After Step 2", "After Step 3", "After Step 5", "Final")
+    assert rows["response"][-1] == "{'message': 'Done waiting'}"
 
 
 async def test_real_blocking_variant_marks_the_block() -> None:

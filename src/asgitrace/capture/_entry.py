@@ -27,7 +27,7 @@ from ._stepper import endpoint_code, ref_of
 if TYPE_CHECKING:
     from ._recorder import Recorder
 
-__all__ = ["AVAILABLE", "endpoints_of", "watch", "watch_endpoint"]
+__all__ = ["AVAILABLE", "endpoints_of", "watch", "watch_endpoint", "watching"]
 
 AVAILABLE: Final = sys.version_info >= (3, 12)
 
@@ -108,6 +108,11 @@ def watch(codes: Iterable[CodeType]) -> None:
     if not AVAILABLE:  # pragma: since-3-12
         return
     _watch(codes)  # pragma: before-3-12
+
+
+def watching(code: CodeType) -> bool:
+    """Whether ``sys.monitoring`` reports the starts of *code* (3.12+, once watched)."""
+    return id(code) in _watched
 
 
 def watch_endpoint(scope: Mapping[str, Any]) -> None:

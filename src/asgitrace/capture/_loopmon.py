@@ -94,6 +94,7 @@ class LoopMonitor:
     __slots__ = (
         "__weakref__",
         "active",
+        "blocks",
         "depth",
         "key",
         "requests",
@@ -132,6 +133,9 @@ class LoopMonitor:
         self.ring: list[int] = [0] * (3 * RING)
         self.sample: tuple[tuple[str, int, str], ...] = ()
         self.sample_seq = -1
+        # Recent blocked steps, step number -> (owner request task id, duration, method,
+        # path, trace id, file, line, function): who held the loop, for the victims.
+        self.blocks: dict[int, tuple[Any, ...]] = {}
         _WATCHDOG.watch(self)
 
     def begin(self, ref: TaskRef | None, rec: Recorder | None) -> bool:
@@ -199,6 +203,20 @@ class LoopMonitor:
         culprit = next((i for i, f in enumerate(stack) if rec.is_app.file(f[0])), 0)
         raw = blocked_fields(duration, rec.clock() - duration, stack, culprit, self.step_late)
         rec.add(EventKind.BLOCKED, raw, ref)
+        file, line, function = stack[culprit] if stack else ("", 0, "")
+        blocks = self.blocks
+        if len(blocks) >= 256:
+            del blocks[next(iter(blocks))]
+        blocks[self.steps] = (
+            rec.task.id,
+            duration,
+            rec.method,
+            rec.path,
+            rec.trace_id,
+            file,
+            line,
+            function,
+        )
 
     def request_started(self) -> None:
         """A traced request starts on this loop (wakes a parked watchdog)."""
@@ -261,6 +279,13 @@ class OtherWork:
             requests.discard(0)
             requests.discard(own_request)
             out.update(other_tasks=len(tasks), other_requests=len(requests), longest_ns=longest)
+            blocked_by = tuple(
+                block[1:]
+                for step, block in self.mon.blocks.items()
+                if self.start < step <= self.end and block[0] != own_request
+            )
+            if blocked_by:
+                out["blocked_by"] = blocked_by
         return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 from typing import TYPE_CHECKING, Any, final, overload
 
 from .._support import log_failure
@@ -20,7 +21,7 @@ from ..trace.codec import (
 from . import _entry
 from ._context import CURRENT
 from ._recorder import Recorder
-from ._stepper import Stepper, endpoint_code
+from ._stepper import Stepper, endpoint_code, ref_of
 from ._taskhook import install, monitor_of
 from ._tracer import Tracer
 
@@ -74,11 +75,44 @@ def _record_sent(rec: Recorder, message: Message) -> None:
 
 
 def _derive_entered(rec: Recorder) -> None:
-    """Before the first message out: the endpoint (if routed) has run by now."""
+    """Before the first message out: has the endpoint (if routed) run?
+
+    Decided once. Where ``sys.monitoring`` watches the endpoint's code (3.12+) it would
+    have said so. Otherwise: yes if its frame is on the stack (it sends itself), or if
+    no exception is being handled (it returned, this is its response); when one is
+    (an exception handler is sending), only if the endpoint is in its traceback: a 422
+    from validation or a 401 from a dependency never ran it.
+    """
     code = endpoint_code(rec.scope)
-    if code is not None:
-        rec.entered = True
-        rec.add(EventKind.ENTERED, entered_fields(code, derived=True))
+    if code is None:
+        return
+    rec.entered = True  # decided: it will not start after the response did
+    if _entry.watching(code) or not _ran(code):
+        return
+    task = ref_of(asyncio.current_task(), rec)
+    rec.add_at_step_start(EventKind.ENTERED, entered_fields(code, derived=True), task)
+
+
+def _ran(code: Any) -> bool:
+    """Whether the endpoint *code* ran, judged while the response is being sent."""
+    frame: Any = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+    exc: BaseException | None = sys.exc_info()[1]
+    if exc is None:
+        return True
+    for _ in range(8):  # the handled exception and the ones it was raised during
+        tb = exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code is code:
+                return True
+            tb = tb.tb_next
+        exc = exc.__context__
+        if exc is None:
+            break
+    return False
 
 
 def _mark_coroutine_function(func: Callable[..., Any]) -> None:

@@ -52,9 +52,24 @@ def _text(value: Any) -> str:
     return value if len(value) <= MAX_TEXT else _cut(value)
 
 
-def _route_of(route: Any) -> str | None:
+def _route_of(scope: Mapping[str, Any]) -> str | None:
+    """The route template as the client sees it: with the prefixes of routers included
+    with ``include_router(prefix=...)`` (FastAPI's effective route, when it keeps the
+    included route unprefixed) and of the mounts the request went through."""
+    route = scope.get("route")
     path = getattr(route, "path", None) if route is not None else None
-    return None if path is None else _text(path)
+    if path is None:
+        return None
+    fastapi = scope.get("fastapi")
+    if isinstance(fastapi, Mapping):
+        effective = getattr(fastapi.get("effective_route_context"), "path_format", None)
+        if isinstance(effective, str):
+            path = effective
+    root = scope.get("root_path")
+    app_root = scope.get("app_root_path")
+    if isinstance(root, str) and isinstance(app_root, str) and root.startswith(app_root):
+        path = root[len(app_root) :] + path  # the mounts' prefixes
+    return _text(path)
 
 
 @final
@@ -89,6 +104,7 @@ class Recorder:
         "status",
         "task",
         "task_obj",
+        "trace_id",
         "tracer",
         "type",
         "watcher",
@@ -124,6 +140,7 @@ class Recorder:
         self.endpoint_code: Any = None
         self.start_wall = time.time()
         self.start_ns = clock()
+        self.trace_id = f"{_ID_PREFIX}{next(_ids):06x}"
 
     def add(self, kind: EventKind | str, fields: Any, task: TaskRef | None = None) -> None:
         """Record one event now (in *task*, by default the request's own task).
@@ -137,6 +154,35 @@ class Recorder:
             )
         else:
             self.dropped += 1
+
+    def add_at_step_start(self, kind: EventKind | str, fields: Any, task: TaskRef) -> None:
+        """Record a derived event at the start of *task*'s current step, not now.
+
+        The step started at *task*'s last ``resumed`` (or ``spawned``) event, or after
+        the last message received: the event goes right after that one, with its time,
+        so that it is never later than the work it started (a blocking step's
+        ``blocked``, the messages sent). The events after it keep their order and
+        their sequence numbers move up one place, so that they stay sorted and unique.
+        """
+        events = self.events
+        if len(events) >= self.limit:
+            self.dropped += 1
+            return
+        index = len(events) - 1
+        while index > 0:
+            e = events[index]
+            if e[2] == "received" or (e[3] == task.id and e[2] in ("resumed", "spawned")):
+                break
+            index -= 1
+        if index < 0:
+            self.add(kind, fields, task)
+            return
+        tail = events[index + 1 :]
+        seqs = [e[0] for e in tail]
+        seqs.append(next(_seq))
+        moved = [(seqs[0], events[index][1], _KIND_TEXT[kind], task.id, task.name, fields)]
+        moved.extend((seqs[i + 1], *e[1:]) for i, e in enumerate(tail))
+        events[index + 1 :] = moved
 
     def close(self, kind: EventKind | str, fields: Any) -> bytes | tuple[Any, ...]:
         """Close the trace with a terminal event and hand its record to the tracer.
@@ -153,8 +199,8 @@ class Recorder:
         self.events.append((next(_seq), end, _KIND_TEXT[kind], task.id, task.name, fields))
         mon = self.mon
         record = (
-            f"{_ID_PREFIX}{next(_ids):06x}", self.type, self.method, self.path,
-            _route_of(self.scope.get("route")), self.query, self.headers, self.response_headers,
+            self.trace_id, self.type, self.method, self.path,
+            _route_of(self.scope), self.query, self.headers, self.response_headers,
             self.status, self.start_wall, self.start_ns, end, self.dropped, tuple(self.events),
             () if mon is None else other_work(mon, self.events),
         )  # fmt: skip

@@ -33,6 +33,7 @@ from ..trace.codec import (
     task_done_fields,
     yielded_fields,
 )
+from . import _returns
 from ._context import new_task_ref, task_ref
 from ._recorder import _seq
 from ._walk import await_site, walk
@@ -65,6 +66,7 @@ class Stepper(Coroutine[Any, Any, Any]):
         "__qualname__",
         "_app_obj",
         "_loop",
+        "_returns",
         "coro",
         "mon",
         "parent",
@@ -101,6 +103,7 @@ class Stepper(Coroutine[Any, Any, Any]):
         self.steps_at_suspend = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._app_obj: Any = None
+        self._returns: Any = None  # what gives the endpoint's return value (3.10/3.11)
 
     # -- the coroutine protocol -------------------------------------------------------
 
@@ -221,6 +224,8 @@ class Stepper(Coroutine[Any, Any, Any]):
     ) -> None:
         ended = mon is None
         try:
+            if self._returns is not None:
+                _returns.step_ended()
             if mon is not None:
                 mon.end(opened)
                 ended = True
@@ -278,7 +283,15 @@ class Stepper(Coroutine[Any, Any, Any]):
         if w.saw_target and not rec.entered:
             # Derived, not observed: the endpoint started during the step that just ended.
             rec.entered = True
-            rec.add(_ENTERED, entered_fields(endpoint, derived=True), ref)
+            rec.add_at_step_start(_ENTERED, entered_fields(endpoint, derived=True), ref)
+        thread = (
+            w.thread_func is not None
+            and endpoint is not None
+            and not _returns.EXACT
+            and _returns.thread_runs(w.thread_func, endpoint)
+        )
+        if not _returns.EXACT and self._returns is None and (w.target_obj is not None or thread):
+            self._returns = _returns.arm(w.target_obj, w.leaf, thread)
         site = await_site(w, result is None, rec.is_app)
         self.timer_when = w.timer_when
         t = rec.clock()
@@ -288,6 +301,10 @@ class Stepper(Coroutine[Any, Any, Any]):
             rec.events.append((next(_seq), t, "yielded", ref.id, ref.name, yielded))
         else:
             rec.dropped += 2
+        if thread and not rec.entered:
+            # A sync endpoint: it starts in the worker thread after this suspension.
+            rec.entered = True
+            rec.add(_ENTERED, entered_fields(endpoint, derived=True, thread="worker thread"), ref)
         self.t_suspend = t
         if mon is not None:
             self.steps_at_suspend = mon.steps
@@ -311,12 +328,14 @@ class Stepper(Coroutine[Any, Any, Any]):
         fields = resumed_fields(
             t - self.t_suspend, lag, rec.response_done, self.steps_at_suspend, end, rec.task.id
         )
+        ref = self.ref or rec.task
         if len(rec.events) < rec.limit:
-            ref = self.ref or rec.task
             rec.events.append((next(_seq), t, "resumed", ref.id, ref.name, fields))
         else:
             rec.dropped += 1
         self.t_suspend = 0
+        if self._returns is not None:
+            self._returns = _returns.resume(self._returns, rec, ref)
 
     def _done(self, rec: Recorder | None, outcome: str, exception: str | None = None) -> None:
         if rec is None or self.request_task:

@@ -133,6 +133,7 @@ class Walk:
         "leaf",
         "leaf_code",
         "saw_target",
+        "target_obj",
         "thread_func",
         "timer_when",
         "watched",
@@ -148,6 +149,7 @@ class Walk:
         self.timer_when: float | None = None
         self.thread_func: Any = None
         self.saw_target = False
+        self.target_obj: Any = None
 
 
 _SLEEP_CODES: set[int] = set()  # ids of asyncio.sleep's code (a module function's: stable)
@@ -212,6 +214,7 @@ def walk(
             code = frame.f_code
         if code is target:
             result.saw_target = True
+            result.target_obj = obj
         app = verdicts.get(id(code))
         if app is None:
             app = is_app(code)

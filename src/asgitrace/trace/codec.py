@@ -47,7 +47,7 @@ __all__ = [
     "yielded_fields",
 ]
 
-Work: TypeAlias = Mapping[tuple[int, int, int], tuple[tuple[str, int], ...]]
+Work: TypeAlias = Mapping[tuple[int, int, int], tuple[tuple[str, Any], ...]]
 """The loop's other work while a task waited, per ``resumed`` event's (start step, end
 step, request task id): the fields it adds, fixed when the trace closed."""
 
@@ -295,7 +295,20 @@ def _decode_resumed(raw: tuple[Any, ...], work: Work) -> Mapping[str, Any]:
     other = work.get(work_key(raw))
     if other is not None:
         fields.update(other)
+        blocked_by = fields.get("blocked_by")
+        if blocked_by:
+            fields["blocked_by"] = tuple(_blocker(b) for b in blocked_by)
     return fields
+
+
+_BLOCKER_KEYS: Final = ("duration_ns", "method", "path", "trace_id", "file", "line", "function")
+
+
+def _blocker(raw: Any) -> Mapping[str, Any]:
+    """Another request's blocked step during this wait (a dict from JSON stays one)."""
+    if isinstance(raw, Mapping):
+        return raw
+    return dict(zip(_BLOCKER_KEYS, raw, strict=False))
 
 
 def yielded_fields(ready: int | None, late: bool) -> tuple[Any, ...]:

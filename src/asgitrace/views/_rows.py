@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING
 
 from ..trace import Event, TaskRef
 from ..trace.codec import ends_response
-from ._text import NONE, fmt_bytes, fmt_duration, is_sleep, short_name, target_of, where_of
+from ._text import (
+    NONE,
+    blocked_by_text,
+    fmt_bytes,
+    fmt_duration,
+    is_sleep,
+    short_name,
+    target_of,
+    where_of,
+)
 
 if TYPE_CHECKING:
     from ..trace import Trace
@@ -144,6 +153,9 @@ def wait_row(awaiting: Event, resumed: Event, late: bool) -> Row:
             + action[0].lower()
             + action[1:]
         )
+    blamed = blocked_by_text(resumed)
+    if blamed:
+        action += f": {blamed}"
     waited = resumed.get("waited_ns")
     ongoing = "Sleep ongoing" if is_sleep(target) else f"{target} pending"
     done = (

@@ -45,17 +45,19 @@ class TraceStats:
         waited_ns: Time spent in those suspensions, summed over the request's tasks.
         blocked_ns: Time its steps held the event loop past the blocking threshold.
         blocked_at: ``file:line`` of the longest blocked step, or ``""``.
+        held_ns: Time of its waits that other requests' blocked steps held the loop.
     """
 
     waits: int
     waited_ns: int
     blocked_ns: int
     blocked_at: str
+    held_ns: int = 0
 
 
 def trace_stats(trace: Trace) -> TraceStats:
     """Count the waits and blocked time of one trace."""
-    waits = waited = blocked = longest = 0
+    waits = waited = blocked = longest = held = 0
     blocked_at = ""
     pending: set[int] = set()
     for e in trace.events:
@@ -66,19 +68,21 @@ def trace_stats(trace: Trace) -> TraceStats:
         elif e.kind is EventKind.RESUMED and e.task.id in pending:
             pending.discard(e.task.id)
             waited += int(e.get("waited_ns") or 0)
+            held += sum(int(b.get("duration_ns") or 0) for b in e.get("blocked_by") or ())
         elif e.kind is EventKind.BLOCKED:
             duration = int(e.get("duration_ns") or 0)
             blocked += duration
             if duration >= longest:
                 longest, blocked_at = duration, where_text(e.get("file"), e.get("line"))
-    return TraceStats(waits, waited, blocked, blocked_at)
+    return TraceStats(waits, waited, blocked, blocked_at, held)
 
 
 def waits_text(stats: TraceStats) -> str:
     if not stats.waits:
         return "no waits"
     noun = "wait" if stats.waits == 1 else "waits"
-    return f"{stats.waits} {noun} {fmt_duration(stats.waited_ns)}"
+    held = f" ({fmt_duration(stats.held_ns)} of it others' blocking)" if stats.held_ns else ""
+    return f"{stats.waits} {noun} {fmt_duration(stats.waited_ns)}{held}"
 
 
 def blocked_text(stats: TraceStats) -> str:

@@ -144,11 +144,10 @@ def _received(s: _Layout, e: Event, prefix: str, late: bool) -> None:
 def _entered(s: _Layout, e: Event, prefix: str, late: bool) -> None:
     s.endpoint = endpoint = short_name(e.get("function"))
     in_thread = e.get("thread")
-    action = (
-        f"Enter function {endpoint} in worker thread {in_thread}"
-        if in_thread
-        else f"Enter async function {endpoint}"
-    )
+    if in_thread:  # a sync endpoint: the framework hands it to the thread pool
+        action = f"Call {endpoint} in the thread pool"
+    else:
+        action = f"Enter async function {endpoint}"
     _add(
         s,
         e,
@@ -179,23 +178,34 @@ def _resumed(s: _Layout, e: Event, prefix: str, late: bool) -> None:
     if shown is None or awaited is None:
         return
     name = awaited.get("function") or awaited.get("thread")
-    function = short_name(name) if name else (s.endpoint or "endpoint")
+    target = target_of(awaited)
+    function = short_name(name) if name else _own_coroutine(s, e)
     lag = e.get("lag_ns")
     detail_text = f"waited {fmt_duration(e.get('waited_ns'))}"
     if lag is not None:
         detail_text += f", lag {fmt_duration(lag)}"
-    target = target_of(awaited)
+    resume = f"Resume {function} after await" if function else f"Resume after {target}"
     _add(
         s,
         e,
         kind="resumed",
-        action=f"{prefix}Resume {function} after await ({detail_text})",
+        action=f"{prefix}{resume} ({detail_text})",
         before="Sleep done" if is_sleep(target) else f"{target} done",
         after="",
         output=NONE if e.task != s.request or s.trace.of_kind("returned") else UNKNOWN,
         mark="after" if late else "",
         function=function,
     )
+
+
+def _own_coroutine(s: _Layout, e: Event) -> str:
+    """A wait with no app frame on its chain: a child task is named by its own coroutine
+    (a ``gather`` child, a pool's release task); the request task is then in framework
+    code (a response's task group, a middleware's stream) and gets no name ("")."""
+    for spawned in s.trace.of_kind("spawned"):
+        if spawned.task.id == e.task.id and spawned.get("coro"):
+            return short_name(str(spawned.get("coro")))
+    return ""
 
 
 def _returned(s: _Layout, e: Event, prefix: str, late: bool) -> None:

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 __all__ = [
     "NONE",
     "UNKNOWN",
+    "blocked_by_text",
     "fit_widths",
     "fmt_bytes",
     "fmt_duration",
@@ -147,3 +148,24 @@ def short_expression(target: str, limit: int = 28) -> str:
     if len(target) <= limit or "(" not in target:
         return target
     return target.split("(", 1)[0] + "(…)"
+
+
+def blocked_by_text(resumed: Event) -> str:
+    """How much of a wait was other requests' blocking, and whose: ``""`` when none.
+
+    ``"300 ms of it was GET /slow (trace 1a2b…) blocking the loop at app.py:12 in slow"``
+    """
+    blockers = resumed.get("blocked_by") or ()
+    if not blockers:
+        return ""
+    total = sum(int(b.get("duration_ns") or 0) for b in blockers)
+    worst = max(blockers, key=lambda b: int(b.get("duration_ns") or 0))
+    file = worst.get("file")
+    where = f" at {os.path.basename(file)}:{worst.get('line')}" if file else ""
+    function = f" in {worst['function']}" if worst.get("function") else ""
+    who = f"{worst.get('method') or ''} {worst.get('path') or ''}".strip() or "another request"
+    more = f" (and {len(blockers) - 1} more)" if len(blockers) > 1 else ""
+    return (
+        f"{fmt_duration(total)} of it was {who} (trace {worst.get('trace_id')})"
+        f" blocking the loop{where}{function}{more}"
+    )

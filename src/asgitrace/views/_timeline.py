@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ..trace import Event, EventKind, request_label
 from ._rows import final_body
-from ._text import fmt_duration, target_of, where_of
+from ._text import blocked_by_text, fmt_duration, short_name, target_of, where_of
 
 if TYPE_CHECKING:
     from ..trace import Trace
@@ -98,8 +98,13 @@ def key_moments(trace: Trace, *, lag_threshold_ns: int = 10_000_000) -> list[str
             if awaiting.get("thread") and not awaiting.get("cooperative"):
                 thread_ns += waited
             if awaiting.get("function") or awaiting.get("thread"):
+                blamed = blocked_by_text(e)
                 waits.append(
-                    (waited, f"{target_of(awaiting)} ({where_of(awaiting) or e.task.name})")
+                    (
+                        waited,
+                        f"{target_of(awaiting)} ({where_of(awaiting) or e.task.name})"
+                        + (f": {blamed}" if blamed else ""),
+                    )
                 )
             lag = e.get("lag_ns")
             if lag is not None and lag >= lag_threshold_ns:
@@ -115,7 +120,7 @@ def key_moments(trace: Trace, *, lag_threshold_ns: int = 10_000_000) -> list[str
     if sent_end and trace.end_ns - sent_end[-1] >= 1_000_000:
         moments.append(
             f"{fmt_duration(trace.end_ns - sent_end[-1])} of work after the response was sent"
-            " (background tasks): the client did not wait for it."
+            f"{_after_response(trace, sent_end[-1])}: the client did not wait for it."
         )
     lanes = timeline_lanes([trace])
     running = sum(e - s for s, e, st in lanes[0].segments if st in ("running",))
@@ -125,3 +130,32 @@ def key_moments(trace: Trace, *, lag_threshold_ns: int = 10_000_000) -> list[str
         f" waiting {100 - running * 100 / total:.0f} %."
     )
     return moments
+
+
+_TEARDOWN_MARKS: Final = ("__exit__", "__aexit__", "contextmanager")
+
+
+def _after_response(trace: Trace, sent_ns: int) -> str:
+    """What the work after the response was, from what it awaited: a yield dependency's
+    teardown (``__exit__`` of its context manager), background tasks (app functions), or
+    nothing named (the words then claim nothing)."""
+    tasks: list[str] = []
+    teardown = False
+    for e in trace.events:
+        if e.t_ns < sent_ns or e.kind is not EventKind.AWAITING:
+            continue
+        thread = e.get("thread")
+        text = f"{thread or ''} {e.get('via') or ''} {e.get('function') or ''}"
+        if any(mark in text for mark in _TEARDOWN_MARKS):
+            teardown = True
+        elif e.get("function") or thread:
+            name = short_name(e.get("function") or thread)
+            if name not in tasks:
+                tasks.append(name)
+    parts = []
+    if tasks:
+        noun = "background task" if len(tasks) == 1 else "background tasks"
+        parts.append(f"{noun} {', '.join(tasks[:3])}")
+    if teardown:
+        parts.append("dependency teardown")
+    return f" ({'; '.join(parts)})" if parts else ""
