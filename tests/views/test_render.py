@@ -323,15 +323,22 @@ async def test_real_exception_and_child_task_rows() -> None:
 async def test_watched_variables_get_their_own_rows() -> None:
     [trace] = await run(make_app(), "/watch", watch=("item", "total"))
     # Every step where something changed, with detail="all" (the default keeps a few).
+    # (How many columns repeat a value depends on the Python: 3.12+ records `returned`.)
     rows = dict(variable_tracker(trace, detail="all").rows)
-    assert rows["item"] == ("—", "—", "0", "0", "1", "1", "2", "2", "2", "2")
-    assert rows["total"] == ("—", "—", "0", "0", "1", "1", "3", "3", "3", "3")
+    assert _changes(rows["item"]) == ["—", "0", "1", "2"]
+    assert _changes(rows["total"]) == ["—", "0", "1", "3"]
+    assert rows["item"][:2] == ("—", "—")
     # The default keeps Start, the steps worth seeing (which waits were longest depends on
     # the real clock here) and Final.
     bounded = dict(variable_tracker(trace).rows)
     assert len(bounded["item"]) == 5
     assert (bounded["item"][0], bounded["item"][-1]) == ("—", "2")
     assert (bounded["total"][0], bounded["total"][-1]) == ("—", "3")
+
+
+def _changes(row: tuple[str, ...]) -> list[str]:
+    """The values of a tracker row, each run of repeats kept once."""
+    return [value for i, value in enumerate(row) if i == 0 or row[i - 1] != value]
 
 
 def _lane_text(traces: list[Trace]) -> list[str]:
