@@ -4,7 +4,7 @@ rows that take more than one event or look back at the rows before them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ..trace import Event, TaskRef
 from ..trace.codec import ends_response
@@ -297,6 +297,15 @@ def place_blocked(rows: list[Row], e: Event, prefix: str, trace: Trace) -> None:
     rows.insert(position, row)
 
 
+_ENDS_A_RUN: Final = {
+    "blocked": "Block the event loop",
+    "task_done": "Finish the child task",
+    "sent": "Return the response",
+    "failed": "Raise an exception",
+}
+"""What a function row's state after says when the next row of its task is of this kind."""
+
+
 def fill_after(rows: list[Row]) -> None:
     """Function rows (entry, resume) end where the function does next."""
     for i, row in enumerate(rows):
@@ -308,17 +317,8 @@ def fill_after(rows: list[Row]) -> None:
             if nxt.kind in ("await", "yield", "thread"):
                 row.after = f"Hit await {nxt.target}"
                 break
-            if nxt.kind == "blocked":
-                row.after = "Block the event loop"
-                break
-            if nxt.kind == "task_done":
-                row.after = "Finish the child task"
-                break
-            if nxt.kind == "sent":
-                row.after = "Return the response"
-                break
-            if nxt.kind == "failed":
-                row.after = "Raise an exception"
+            if nxt.kind in _ENDS_A_RUN:
+                row.after = _ENDS_A_RUN[nxt.kind]
                 break
     for i, row in enumerate(rows):
         if row.kind == "received" and not row.after:
