@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import asgitrace._support._threads as _threads
 import asgitrace.capture._loopmon as loopmon
 from asgitrace.capture._loopmon import _NEVER, KNOCK_INTERVAL, LoopMonitor, _Watchdog
 
@@ -145,7 +146,6 @@ def test_a_nested_step_does_not_knock(watchdog: _Watchdog, clock: Any) -> None:
 
 
 def _this_thread() -> int:
-    import threading
 
     return threading.get_ident()
 
@@ -158,7 +158,7 @@ def test_a_watchdog_that_cannot_start_logs_once_and_can_start_later(
     def no_threads(*args: Any) -> None:
         raise RuntimeError("can't start new thread")
 
-    monkeypatch.setattr(loopmon._thread, "start_new_thread", no_threads)
+    monkeypatch.setattr(_threads._thread, "start_new_thread", no_threads)
     monkeypatch.setattr(loopmon, "_WATCHDOG", dog)
     LoopMonitor(THRESHOLD)
     assert not dog.running.locked()  # free again: a later monitor may start it
@@ -202,13 +202,12 @@ def test_a_watchdog_thread_that_fails_parks_and_lets_another_start(
 
     monkeypatch.setattr(watchdog, "_check", broken)
     watchdog.parked = False
-    thread = threading.current_thread()
-    name = thread.name
-    try:
-        watchdog._run()  # as its thread would, on this one: it ends at the first look
-    finally:
-        thread.name = name  # `_run` names its thread
-    assert (watchdog.parked, watchdog.running.locked(), watchdog.due_ns) == (True, False, _NEVER)
+    # Started as `watch` starts it (the fixture holds `running`): it ends at the 2nd look.
+    _threads.start_thread(watchdog._run, "asgitrace-watchdog", watchdog.running)
+    ended = watchdog.running.acquire(timeout=10)  # the thread released it as it ended
+    assert ended
+    watchdog.running.release()
+    assert (watchdog.parked, watchdog.due_ns) == (True, _NEVER)
     assert len(looks) == 2
 
 

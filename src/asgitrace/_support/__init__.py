@@ -1,5 +1,5 @@
-"""Support code every layer may use: the logger, errors, safe reprs, redaction, ASGI type
-aliases.
+"""Support code every layer may use: the logger, errors, safe reprs, redaction, threads
+that never make their starter wait, ASGI type aliases.
 
 The bottom layer: it imports the standard library only.
 """
@@ -10,6 +10,7 @@ from ._errors import AsgiTraceError, TraceOrderError
 from ._log import LOGGER, log_failure
 from ._redact import REDACTED, Redactor
 from ._safe import MAX_REPR, safe_repr
+from ._threads import start_thread, wake
 from ._types import ASGIApp, Clock, Message, Receive, Scope, Send
 
 __all__ = [
@@ -27,4 +28,6 @@ __all__ = [
     "TraceOrderError",
     "log_failure",
     "safe_repr",
+    "start_thread",
+    "wake",
 ]

@@ -36,8 +36,6 @@ microseconds, and its look restores the interval it found.
 
 from __future__ import annotations
 
-import _thread
-import contextlib
 import itertools
 import os
 import sys
@@ -47,7 +45,7 @@ import weakref
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
-from .._support import log_failure
+from .._support import log_failure, start_thread, wake
 from ..trace import EventKind, TaskRef
 from ..trace.codec import blocked_fields
 
@@ -316,8 +314,7 @@ class _Watchdog:
         self._monitors.add(mon)
         if self.running.acquire(blocking=False):
             try:
-                # Not `threading.Thread.start`: it waits until the new thread has started.
-                _thread.start_new_thread(self._run, ())
+                start_thread(self._run, "asgitrace-watchdog", self.running)
             except Exception as exc:  # e.g. no more threads: blocking stays unsampled
                 self.running.release()
                 log_failure("blocking watchdog", exc)
@@ -327,8 +324,7 @@ class _Watchdog:
     def wake(self) -> None:
         """(Any thread) Unpark: the thread looks again now."""
         self.parked = False
-        with contextlib.suppress(RuntimeError):  # a wake-up is already pending
-            self._wake.release()
+        wake(self._wake)
 
     def knock(self) -> None:
         """(Loop thread, between two steps) The watchdog is due: shorten the switch
@@ -358,7 +354,6 @@ class _Watchdog:
 
     def _run(self) -> None:
         try:
-            threading.current_thread().name = "asgitrace-watchdog"
             while True:
                 timeout = self._check()
                 if timeout is None:
@@ -371,7 +366,6 @@ class _Watchdog:
             self.due_ns = _NEVER
             self._restore()
             self.parked = True
-            self.running.release()
 
     def _check(self) -> float | None:
         """Sample overdue steps; plan the next look. Return the seconds to wait for it,

@@ -7,7 +7,6 @@ the thread, nor for a lock it may hold.
 
 from __future__ import annotations
 
-import _thread
 import atexit
 import contextlib
 import itertools
@@ -16,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final, Generic, TypeVar, final
 
-from .._support import log_failure
+from .._support import log_failure, start_thread, wake
 
 __all__ = ["Offload"]
 
@@ -89,11 +88,9 @@ class Offload(Generic[_T]):
         self._drops = itertools.count(1)
         self._dropped = 0
         self._closed = False
-        # Held while the thread runs (it releases it when it ends). The thread is started
-        # with `_thread`, not `threading.Thread.start`, which waits until it has started.
-        self._running = threading.Lock()
+        self._running = threading.Lock()  # held while the thread runs
         self._running.acquire()
-        _thread.start_new_thread(self._run, ())
+        start_thread(self._work, name, self._running)
         atexit.register(self.close)
 
     @property
@@ -111,7 +108,7 @@ class Offload(Generic[_T]):
     def submit(self, item: _T) -> None:
         if not self._closed and len(self._items) < self._max_queue:
             self._items.append(item)
-            self._notify()
+            wake(self._wake)
         else:
             self.drop()
 
@@ -125,7 +122,7 @@ class Offload(Generic[_T]):
             return True
         marker = _Flush()
         self._items.append(marker)
-        self._notify()
+        wake(self._wake)
         return marker.done.wait(timeout)
 
     def close(self, timeout: float | None = 10.0) -> None:
@@ -137,15 +134,11 @@ class Offload(Generic[_T]):
             self._call(self._finish)
             return
         self._items.append(_STOP)
-        self._notify()
+        wake(self._wake)
         if self._running.acquire(timeout=-1 if timeout is None else timeout):
             self._running.release()  # it ended
         else:  # pragma: no cover - a handler stuck for the whole timeout
             log_failure(f"{self.name} closing: still busy after {timeout} s")
-
-    def _notify(self) -> None:
-        with contextlib.suppress(RuntimeError):  # a wake-up is already pending
-            self._wake.release()
 
     def _take(self) -> list[_T | _Flush | None]:
         batch: list[_T | _Flush | None] = []
@@ -154,13 +147,6 @@ class Offload(Generic[_T]):
             while len(batch) < _BATCH:
                 batch.append(pop())
         return batch
-
-    def _run(self) -> None:
-        threading.current_thread().name = self.name
-        try:
-            self._work()
-        finally:
-            self._running.release()
 
     def _work(self) -> None:
         while True:
