@@ -17,7 +17,7 @@ import pytest
 from asgitrace import Tracer
 from asgitrace.capture._context import new_task_ref
 from asgitrace.capture._loopmon import RING, LoopMonitor, OtherWork, sample_stack
-from asgitrace.capture._recorder import Recorder
+from asgitrace.capture._recorder import Recorder, other_work
 from asgitrace.capture._stepper import Stepper
 from asgitrace.trace.codec import resumed_fields
 
@@ -246,6 +246,22 @@ class TestOtherWork:
             "other_requests": 1,
             "longest_ns": 6 * MS,
         }
+
+    def test_the_close_keeps_only_waits_during_which_other_steps_ran(
+        self, tracer: Tracer, loop_clock: Any
+    ) -> None:
+        mon = LoopMonitor(100 * MS)
+        own, other = request(tracer, "/own"), request(tracer, "/other")
+        step(mon, loop_clock, own, 1, own.task)
+        step(mon, loop_clock, other, 4, new_task_ref("a"))
+        events = [
+            (1, 0, "resumed", 1, "T", resumed_fields(5, None, False, 1, 1, own.task.id)),
+            (2, 0, "resumed", 1, "T", resumed_fields(5, None, False, 1, 2, own.task.id)),
+            (3, 0, "resumed", 1, "T", resumed_fields(5, None, False, 1, 2, own.task.id)),
+        ]
+        work = dict(other_work(mon, events))
+        assert list(work) == [(1, 2, own.task.id)]
+        assert dict(work[(1, 2, own.task.id)])["other_requests"] == 1
 
 
 class TestResumeLag:

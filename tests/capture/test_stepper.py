@@ -21,7 +21,7 @@ from asgitrace.capture._stepper import Stepper, ref_of
 from asgitrace.capture._taskhook import install, monitor_of, uninstall
 from asgitrace.capture._walk import AppCode, walk
 from asgitrace.trace._events import TaskRef
-from asgitrace.trace.codec import DECODERS, entered_fields
+from asgitrace.trace.codec import DECODERS, entered_fields, expand
 
 
 @pytest.fixture(autouse=True)
@@ -133,7 +133,9 @@ class TestStepperRecording:
             Stepper(sleeper(), None, rec, parent=parent)  # type: ignore[arg-type]
         )
         assert await task == "done"
-        kinds = [e[2] for e in rec.events]
+        # One compact record per suspension, read as its two events.
+        assert [e[2] for e in rec.events] == ["spawned", "suspended", "resumed", "task_done"]
+        kinds = [e[2] for e in expand(tuple(rec.events))]
         assert kinds == ["spawned", "awaiting", "yielded", "resumed", "task_done"]
         assert rec.events[0][3] != parent.id
 
@@ -528,3 +530,17 @@ def test_watched_variables_named_like_a_task_ref_survive_a_round_trip() -> None:
     assert again.to_dict() == trace.to_dict()
     assert again.events[0].get("watched") == {"id": "1", "name": "'x'"}
     assert again.events[1].get("parent") == TaskRef(4, "Task-4")
+
+
+def test_the_same_await_gives_the_same_site_record_built_once() -> None:
+    """`await_site` keeps one raw tuple per (code, line, leaf, cooperative)."""
+    from asgitrace.capture._walk import Walk, await_site
+
+    def site(line: int) -> tuple[object, ...]:
+        w = Walk()
+        w.app_code, w.app_line, w.leaf = sleeper.__code__, line, None
+        return await_site(w, False, AppCode())
+
+    assert site(3) is site(3)
+    assert site(3) != site(4)
+    assert DECODERS["awaiting"](site(3), {})["line"] == 3

@@ -95,14 +95,14 @@ def _derive_entered(rec: Recorder) -> None:
 
 def _ran(code: Any) -> bool:
     """Whether the endpoint *code* ran, judged while the response is being sent."""
+    exc: BaseException | None = sys.exc_info()[1]
+    if exc is None:
+        return True  # the common case first: no frame walk (a frame object per level)
     frame: Any = sys._getframe(2)
     while frame is not None:
         if frame.f_code is code:
             return True
         frame = frame.f_back
-    exc: BaseException | None = sys.exc_info()[1]
-    if exc is None:
-        return True
     for _ in range(8):  # the handled exception and the ones it was raised during
         tb = exc.__traceback__
         while tb is not None:

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, final
 
 from .._support import safe_repr
-from ..trace import EventKind, RawEvent, TaskRef, Trace
+from ..trace import EventKind, TaskRef, Trace
 from ..trace.codec import work_key
 from ._context import new_task_ref
 from ._loopmon import OtherWork
@@ -87,6 +87,7 @@ class Recorder:
         "endpoint_code",
         "entered",
         "events",
+        "folded",
         "headers",
         "is_app",
         "limit",
@@ -130,7 +131,10 @@ class Recorder:
         self.blocking_ns = tracer.blocking_ns
         self.is_app = tracer.app_code
         self.watcher = tracer.watcher
-        self.events: list[RawEvent] = []
+        self.events: list[tuple[Any, ...]] = []  # RawEvents and compact records
+        # Compact suspension records in `events` (each one is two events: see
+        # `asgitrace.trace.codec.expand`), counted against `limit` as two.
+        self.folded = 0
         self.dropped = 0
         self.status: int | None = None
         self.response_headers: tuple[tuple[Any, Any], ...] = ()
@@ -147,7 +151,7 @@ class Recorder:
 
         *fields* is a dict of atoms, or a lazy tuple (see `RawEvent`).
         """
-        if len(self.events) < self.limit:
+        if len(self.events) + self.folded < self.limit:
             task = task or self.task
             self.events.append(
                 (next(_seq), self.clock(), _KIND_TEXT[kind], task.id, task.name, fields)
@@ -165,7 +169,7 @@ class Recorder:
         their sequence numbers move up one place, so that they stay sorted and unique.
         """
         events = self.events
-        if len(events) >= self.limit:
+        if len(events) + self.folded >= self.limit:
             self.dropped += 1
             return
         index = len(events) - 1
@@ -228,19 +232,24 @@ class Recorder:
         return Trace.of_record(self.close(kind, fields))
 
 
-_NO_EVENTS: Final[list[RawEvent]] = []  # a closed recorder's (never appended to: limit 0)
+_NO_EVENTS: Final[list[tuple[Any, ...]]] = []  # a closed recorder's (never appended to: limit 0)
 _NO_SCOPE: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
 def other_work(
-    mon: LoopMonitor, events: list[RawEvent]
+    mon: LoopMonitor, events: list[tuple[Any, ...]]
 ) -> tuple[tuple[tuple[int, int, int], tuple[tuple[str, Any], ...]], ...]:
     """The trace's work table (`asgitrace.trace.codec.Work`, as pairs): what the loop ran
-    for others while each ``resumed`` event's task waited, read from *mon*'s ring now."""
+    for others while each ``resumed`` event's task waited, read from *mon*'s ring now.
+
+    Only waits during which other steps ran get an entry (the decoder says
+    ``other_steps: 0`` for the rest): most waits of a quiet loop have none, and this
+    runs on the loop's thread as the trace closes.
+    """
     work: dict[tuple[int, int, int], tuple[tuple[str, Any], ...]] = {}
     for event in events:
         fields = event[5]
-        if event[2] == "resumed" and type(fields) is tuple:
+        if event[2] == "resumed" and type(fields) is tuple and fields[5] > fields[4]:
             key = work_key(fields)
             if key not in work:
                 work[key] = tuple(OtherWork(mon, key[0], key[1]).resolve(key[2]).items())

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any, final
 from .._support import log_failure
 from ..trace import EventKind, TaskRef
 from ..trace.codec import (
+    SUSPENDED,
     entered_fields,
     resumed_fields,
     spawned_fields,
     task_done_fields,
-    yielded_fields,
 )
 from . import _returns
 from ._context import new_task_ref, task_ref
@@ -46,8 +46,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Stepper"]
 
-_AWAITING = EventKind.AWAITING
-_YIELDED = EventKind.YIELDED
 _RESUMED = EventKind.RESUMED
 _TASK_DONE = EventKind.TASK_DONE
 _ENTERED = EventKind.ENTERED
@@ -295,10 +293,12 @@ class Stepper(Coroutine[Any, Any, Any]):
         site = await_site(w, result is None, rec.is_app)
         self.timer_when = w.timer_when
         t = rec.clock()
-        if len(rec.events) + 2 <= rec.limit:
-            rec.events.append((next(_seq), t, "awaiting", ref.id, ref.name, site))
-            yielded = yielded_fields(self._ready(), rec.response_done)
-            rec.events.append((next(_seq), t, "yielded", ref.id, ref.name, yielded))
+        events = rec.events
+        if len(events) + rec.folded + 2 <= rec.limit:
+            # One record for the `awaiting` and `yielded` events (`codec.expand`).
+            rec.folded += 1
+            late = rec.response_done
+            events.append((next(_seq), t, SUSPENDED, ref.id, ref.name, site, self._ready(), late))
         else:
             rec.dropped += 2
         if thread and not rec.entered:
@@ -324,12 +324,12 @@ class Stepper(Coroutine[Any, Any, Any]):
             lag = int(late * 1e9) if late > 0 else 0
             self.timer_when = None
         # Steps other tasks ran between the suspension and this resume.
-        end = mon.steps if mon is not None else 0
+        end = mon.steps if mon is not None else -1
         fields = resumed_fields(
             t - self.t_suspend, lag, rec.response_done, self.steps_at_suspend, end, rec.task.id
         )
         ref = self.ref or rec.task
-        if len(rec.events) < rec.limit:
+        if len(rec.events) + rec.folded < rec.limit:
             rec.events.append((next(_seq), t, "resumed", ref.id, ref.name, fields))
         else:
             rec.dropped += 1

@@ -183,7 +183,9 @@ def walk(
         limit: Maximum depth walked.
         watch: Snapshot of watched variables, given the app frames (outermost first).
     """
-    result = Walk()
+    # Every suspension of every traced task runs this: locals only in the loop, one
+    # `Walk` built at the end, and the two common levels (a coroutine, a generator
+    # such as asyncio's `__sleep0`) read without a call.
     app_objs: list[Any] | None = [] if watch is not None else None
     app_obj: Any = None
     app_frame: types.FrameType | None = None
@@ -191,30 +193,38 @@ def walk(
     leaf_obj: Any = None
     leaf_frame: types.FrameType | None = None
     leaf_code: types.CodeType | None = None
+    target_obj: Any = None
+    saw_target = False
+    thread_func: Any = None
     verdicts = is_app._cache
     obj = coro
     for _ in range(limit):
         frame: types.FrameType | None
-        if type(obj) is _CoroutineType:
-            # The common case, inlined, and without `cr_frame`: reading it makes
-            # CPython build a frame object for the coroutine (one allocation per level
-            # of a fresh request's chain). The code is enough to judge a level; frames
-            # are fetched below for the few levels whose line or locals are wanted.
+        tp = type(obj)
+        if tp is _CoroutineType:
+            # Without `cr_frame`: reading it makes CPython build a frame object for
+            # the coroutine (one allocation per level of a fresh request's chain).
+            # The code is enough to judge a level; frames are fetched below for the
+            # few levels whose line or locals are wanted.
             frame = None
             code = obj.cr_code
             nxt = obj.cr_await
             if nxt is None and obj.cr_frame is None:  # a finished coroutine
-                result.leaf = obj
                 break
+        elif tp is _GeneratorType:
+            frame = obj.gi_frame
+            if frame is None:
+                break
+            code = frame.f_code
+            nxt = obj.gi_yieldfrom
         else:
             frame, nxt = _next_in_chain(obj)
             if frame is None:
-                result.leaf = obj
                 break
             code = frame.f_code
         if code is target:
-            result.saw_target = True
-            result.target_obj = obj
+            saw_target = True
+            target_obj = obj
         app = verdicts.get(id(code))
         if app is None:
             app = is_app(code)
@@ -224,12 +234,16 @@ def walk(
                 app_objs.append((obj, frame))
         else:
             leaf_obj, leaf_frame, leaf_code = obj, frame, code
-            if code.co_name in _THREAD_NAMES and result.thread_func is None:
-                result.thread_func = _frame_of(obj, frame).f_locals.get("func")
+            if thread_func is None and code.co_name in _THREAD_NAMES:
+                thread_func = _frame_of(obj, frame).f_locals.get("func")
         if nxt is None:
-            result.leaf = obj
             break
         obj = nxt
+    result = Walk()
+    result.leaf = obj
+    result.saw_target = saw_target
+    result.target_obj = target_obj
+    result.thread_func = thread_func
     if watch is not None and app_objs:
         result.watched = watch([_frame_of(o, f) for o, f in app_objs])
     if app_obj is not None:
@@ -283,10 +297,28 @@ def _callable_name(func: Any) -> str:
     return str(name) if name else type(func).__qualname__
 
 
+_SITES: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+"""``awaiting`` fields by (app code, line, leaf code, leaf type, cooperative): the same
+await of the same code gives the same raw tuple, built once (the code ids in it keep the
+code objects alive in the code table, so the ids in the key stay theirs)."""
+
+
 def await_site(w: Walk, cooperative: bool, is_app: AppCode) -> tuple[Any, ...]:
     """The raw fields of an ``awaiting`` event (`asgitrace.trace.codec.awaiting_fields`)."""
+    leaf = w.leaf
+    if w.thread_func is None and w.watched is None:
+        key = (id(w.app_code), w.app_line, id(w.leaf_code), type(leaf), cooperative)
+        site = _SITES.get(key)
+        if site is None:
+            if len(_SITES) >= 10_000:  # bounded: code can be generated
+                _SITES.clear()
+            leaf_type = type(leaf).__name__ if leaf is not None else None
+            site = _SITES[key] = awaiting_fields(
+                w.app_code, w.app_line, w.leaf_code, leaf_type, None, cooperative, None
+            )
+        return site
     thread = _thread_target(w.thread_func, is_app) if w.thread_func is not None else None
-    leaf_type = type(w.leaf).__name__ if w.leaf is not None else None
+    leaf_type = type(leaf).__name__ if leaf is not None else None
     return awaiting_fields(
         w.app_code, w.app_line, w.leaf_code, leaf_type, thread, cooperative, w.watched
     )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 from .._support import safe_repr
 from ._events import TERMINAL_KINDS, Event, EventKind, TaskRef
 from ._match import Step, find_order
-from .codec import Work, decode, ends_response
+from .codec import Work, decode, ends_response, expand
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -67,7 +67,8 @@ class Trace:
         start_ns: Clock reading at arrival (the tracer's clock, nanoseconds).
         end_ns: Clock reading at the end.
         dropped: How many events did not fit under ``Tracer(max_events=...)``.
-        raw_events: The events as recorded (details not yet resolved).
+        raw_events: The events as recorded (details not yet resolved; each suspension's
+            compact record expanded into its two events on first use).
 
     .. versionadded:: 0.1
     """
@@ -76,7 +77,9 @@ class Trace:
     # request's path, and frozen dataclasses pay an object.__setattr__ per field.
     __slots__ = (
         "_context",
+        "_expanded",
         "_headers",
+        "_raw",
         "_resolved",
         "_response_headers",
         "dropped",
@@ -85,7 +88,6 @@ class Trace:
         "method",
         "path",
         "query",
-        "raw_events",
         "route",
         "start",
         "start_ns",
@@ -125,7 +127,8 @@ class Trace:
         self.start_ns = start_ns
         self.end_ns = end_ns
         self.dropped = dropped
-        self.raw_events = raw_events
+        self._raw = raw_events
+        self._expanded: tuple[RawEvent, ...] | None = None
         self._context = context
         self._resolved: tuple[Event, ...] | None = None
 
@@ -175,6 +178,14 @@ class Trace:
             f"<Trace {self.id} {self.method or self.type} {self.path} status={self.status}"
             f" outcome={self.outcome} events={len(self.raw_events)}>"
         )
+
+    @property
+    def raw_events(self) -> tuple[RawEvent, ...]:
+        """The events as recorded, details not yet resolved (computed once)."""
+        expanded = self._expanded
+        if expanded is None:
+            expanded = self._expanded = expand(self._raw)
+        return expanded
 
     @property
     def headers(self) -> tuple[tuple[str, str], ...]:
@@ -227,7 +238,7 @@ class Trace:
         ``disconnected`` means the client went away before the response was complete
         while the app itself returned normally.
         """
-        last = self.raw_events[-1][2]
+        last = self._raw[-1][2]  # the terminal event: never a compact record
         if last != "completed":
             return last
         body_done = False
@@ -247,7 +258,7 @@ class Trace:
     @property
     def task(self) -> TaskRef:
         """The task that served the request."""
-        last = self.raw_events[-1]
+        last = self._raw[-1]
         return TaskRef(last[3], last[4])
 
     def of_kind(self, *kinds: str | EventKind) -> tuple[Event, ...]:

@@ -35,6 +35,7 @@ __all__ = [
     "end_fields",
     "ends_response",
     "entered_fields",
+    "expand",
     "message_fields",
     "msg_fields",
     "open_fields",
@@ -278,7 +279,8 @@ def resumed_fields(
     waited: int, lag: int | None, late: bool, start: int, end: int, owner: int
 ) -> tuple[Any, ...]:
     """``("resumed", waited ns, lag ns, late, start step, end step, request task id)``:
-    the steps the loop ran meanwhile are ``start + 1 .. end`` (see `Work`)."""
+    the steps the loop ran meanwhile are ``start + 1 .. end`` (see `Work`); *end* is -1
+    when no loop monitor counted steps."""
     return ("resumed", waited, lag, late, start, end, owner)
 
 
@@ -288,12 +290,14 @@ def work_key(raw: tuple[Any, ...]) -> tuple[int, int, int]:
 
 
 def _decode_resumed(raw: tuple[Any, ...], work: Work) -> Mapping[str, Any]:
-    _, waited, lag, late, _start, _end, _owner = raw
+    _, waited, lag, late, start, end, _owner = raw
     fields: dict[str, Any] = {"waited_ns": waited, "lag_ns": lag}
     if late:
         fields["after_response"] = True
     other = work.get(work_key(raw))
-    if other is not None:
+    if other is None and end >= 0:
+        fields["other_steps"] = max(end - start, 0)  # no entry: none ran meanwhile
+    elif other is not None:
         fields.update(other)
         blocked_by = fields.get("blocked_by")
         if blocked_by:
@@ -319,6 +323,40 @@ def yielded_fields(ready: int | None, late: bool) -> tuple[Any, ...]:
 def _decode_yielded(raw: tuple[Any, ...], work: Work) -> Mapping[str, Any]:
     _, ready, late = raw
     return _late({"ready": ready}, late)
+
+
+# -- suspended: one record for a suspension's two events -----------------------------------
+#
+# Capture records each suspension of a traced task as ONE event-level record,
+# ``(seq, t, "suspended", task id, task name, awaiting fields, ready, late)``, instead of
+# an ``awaiting`` and a ``yielded`` event (two tuples and two sequence numbers on the
+# hottest path). `expand` turns it back into those two events when a trace is read.
+
+SUSPENDED: Final = "suspended"
+"""The kind of the compact suspension record (never a kind of a read trace's events)."""
+
+
+def expand(raw_events: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Raw events with each ``suspended`` record as its ``awaiting`` and ``yielded``
+    events, numbered again in order (1, 2, ...: sequence numbers order the events of one
+    trace). Events without such a record are returned as they are."""
+    for event in raw_events:
+        if event[2] == SUSPENDED:
+            break
+    else:
+        return raw_events
+    out: list[tuple[Any, ...]] = []
+    seq = 0
+    for event in raw_events:
+        if event[2] == SUSPENDED:
+            _, t, _, task_id, task_name, site, ready, late = event
+            out.append((seq + 1, t, "awaiting", task_id, task_name, site))
+            out.append((seq + 2, t, "yielded", task_id, task_name, yielded_fields(ready, late)))
+            seq += 2
+        else:
+            seq += 1
+            out.append((seq, *event[1:]))
+    return tuple(out)
 
 
 def spawned_fields(parent_id: int, parent_name: str, coro: str, late: bool) -> tuple[Any, ...]:
