@@ -68,7 +68,8 @@ class Event(NamedTuple):
     """One moment of a request.
 
     Attributes:
-        seq: Global order of all events recorded in this process.
+        seq: Order of the event within its trace (increasing, unique; not comparable
+            across traces: use ``t_ns``).
         t_ns: ``time.perf_counter_ns()`` (or the tracer's injected clock) when it happened.
         kind: What happened.
         task: The task it happened in.
