@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, final, overload
 
 from .._support import log_failure
@@ -239,12 +240,13 @@ class TraceMiddleware:
             CURRENT.reset(token)
             if rec.mon is not None:
                 rec.mon.request_ended()
-            _entry.watch_endpoint(scope)
+            if _entry.AVAILABLE:  # 3.12+: nothing to do before
+                _entry.watch_endpoint(scope)
 
     @staticmethod
     def _driven(awaitable: Awaitable[None], rec: Recorder) -> Awaitable[None]:
         """Wrap the app's coroutine in a `Stepper`, so every suspension is recorded."""
-        if not asyncio.iscoroutine(awaitable):
+        if type(awaitable) is not CoroutineType and not asyncio.iscoroutine(awaitable):
             return awaitable
         try:
             loop = asyncio.get_running_loop()
