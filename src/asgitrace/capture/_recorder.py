@@ -19,7 +19,7 @@ from .._support import safe_repr
 from ..trace import EventKind, TaskRef, Trace
 from ..trace.codec import work_key
 from ._context import new_task_ref
-from ._loopmon import OtherWork
+from ._loopmon import window
 
 if TYPE_CHECKING:
     from ._loopmon import LoopMonitor
@@ -247,10 +247,11 @@ def other_work(
     runs on the loop's thread as the trace closes.
     """
     work: dict[tuple[int, int, int], tuple[tuple[str, Any], ...]] = {}
+    ring, steps, blocks = mon.ring, mon.steps, mon.blocks
     for event in events:
         fields = event[5]
         if event[2] == "resumed" and type(fields) is tuple and fields[5] > fields[4]:
             key = work_key(fields)
             if key not in work:
-                work[key] = tuple(OtherWork(mon, key[0], key[1]).resolve(key[2]).items())
+                work[key] = window(ring, steps, blocks, key[0], key[1], key[2])
     return tuple(work.items())
