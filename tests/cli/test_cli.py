@@ -950,6 +950,14 @@ class TestServe:
         assert ", traces appended to" not in lines[0]
         assert lines[1:] == ["Stopped after 0 requests."]
 
+    def test_the_last_line_counts_requests_whose_line_was_not_printed(self) -> None:
+        """Lines are printed by a worker thread from a bounded queue: a full queue skips a
+        line, never the count."""
+        assert str(cli_serve._stopped(3, 1, None, "t.jsonl")) == (
+            "Stopped after 3 requests (1 not printed)."
+        )
+        assert str(cli_serve._stopped(1, 0, None, "t.jsonl")) == "Stopped after 1 request."
+
     def test_a_port_in_use_is_one_line(
         self, app_dir: str, capsys: pytest.CaptureFixture[str]
     ) -> None:

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from .. import exporters
+from ..export import Offload
 from ..views import request_line
 from ._app import CliError
 from ._output import load
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from ..trace import Trace
 
 __all__ = ["serve"]
+
+_MAX_LINES_QUEUED = 10_000
+"""Finished requests that may wait for their line before new ones go unprinted (counted)."""
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -83,6 +87,52 @@ async def _serve_forever(app: ASGIApp, sock: socket.socket, ready: Callable[[], 
         raise CliError("the server stopped before it started (did the app's startup fail?)")
 
 
+class _Lines:
+    """The tracer callback of `serve`: one line per finished request, printed off the loop.
+
+    Building a line resolves the trace's events and writing it waits on the terminal:
+    both would run on the event loop's thread, between two requests, if done in the
+    callback. The callback only counts the request and hands the trace to an `Offload`
+    worker thread (a deque append and a lock release, never a wait), which builds and
+    prints the line. `close` prints every line still queued, so they all come before
+    the closing "Stopped after N requests".
+    """
+
+    def __init__(self, console: Console) -> None:
+        self.served = 0
+        self._console = console
+        self._worker: Offload[Trace] = Offload(
+            "asgitrace-serve-lines", self._print, max_queue=_MAX_LINES_QUEUED
+        )
+
+    def __call__(self, trace: Trace) -> None:
+        # Counted here, on the loop's thread: exact even when a line is never printed.
+        self.served += 1
+        self._worker.submit(trace)
+
+    @property
+    def unprinted(self) -> int:
+        """Requests whose line was not printed (the queue was full, or printing failed)."""
+        return self._worker.dropped
+
+    def _print(self, trace: Trace) -> bool:
+        self._console.print(request_line(trace), soft_wrap=True)
+        return True
+
+    def close(self) -> None:
+        """Print what is queued (waiting for the worker thread), then stop it."""
+        self._worker.close(timeout=None)
+
+
+def _stopped(served: int, unprinted: int, sink: exporters.JsonlSink | None, jsonl: str) -> Text:
+    """The last line: how many requests were served, and what became of their traces."""
+    noun = "request" if served == 1 else "requests"
+    skipped = f" ({unprinted} not printed)" if unprinted else ""
+    saved = f"; {sink.written} written to {jsonl}" if sink is not None else ""
+    dropped = f" ({sink.dropped} dropped)" if sink is not None and sink.dropped else ""
+    return Text(f"Stopped after {served} {noun}{skipped}{saved}{dropped}.")
+
+
 def serve(args: argparse.Namespace, console: Console) -> int:
     try:
         import uvicorn  # noqa: F401  (checked before the app is imported)
@@ -90,14 +140,8 @@ def serve(args: argparse.Namespace, console: Console) -> int:
         raise CliError("asgitrace serve needs uvicorn: pip install 'asgitrace[demo]'") from exc
     traced, tracer = load(args)
     sock = _listen(args.host, args.port)
-    served = 0
-
-    def line(trace: Trace) -> None:
-        nonlocal served
-        served += 1
-        console.print(request_line(trace), soft_wrap=True)
-
-    callbacks: list[Callable[[Trace], object]] = [line]
+    lines = _Lines(console)
+    callbacks: list[Callable[[Trace], object]] = [lines]
     sink: exporters.JsonlSink | None = None
     try:
         if args.jsonl is not None:
@@ -115,10 +159,8 @@ def serve(args: argparse.Namespace, console: Console) -> int:
         for callback in callbacks:
             tracer.remove_callback(callback)
         sock.close()
+        lines.close()
         if sink is not None:
             sink.close()
-    noun = "request" if served == 1 else "requests"
-    saved = f"; {sink.written} written to {args.jsonl}" if sink is not None else ""
-    dropped = f" ({sink.dropped} dropped)" if sink is not None and sink.dropped else ""
-    console.print(Text(f"Stopped after {served} {noun}{saved}{dropped}."), soft_wrap=True)
+    console.print(_stopped(lines.served, lines.unprinted, sink, args.jsonl), soft_wrap=True)
     return 0
