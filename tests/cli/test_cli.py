@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import io
 import os
 import queue
 import runpy
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from rich.console import Console
+from rich.text import Text
 
 import asgitrace
 from asgitrace import cli, exporters
@@ -957,6 +959,52 @@ class TestServe:
             "Stopped after 3 requests (1 not printed)."
         )
         assert str(cli_serve._stopped(1, 0, None, "t.jsonl")) == "Stopped after 1 request."
+
+    @pytest.mark.parametrize("colours", [False, True])
+    def test_the_printer_writes_a_batch_of_lines_at_once(
+        self, colours: bool, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """What the worker thread does, run here: the lines of a batch in one write, the
+        same text with or without colours."""
+        monkeypatch.setattr(cli_serve, "_PAUSE", 0.0)
+        traces = asyncio.run(_two_quick_traces(False, 0.0, 2))
+        out = io.StringIO()
+        console = Console(
+            file=out, force_terminal=colours, color_system="truecolor" if colours else None
+        )
+        lines = cli_serve._Lines(console)
+        try:
+            for trace in traces:
+                lines._build(trace)
+            lines._print()
+            lines._print()  # nothing left: nothing written
+        finally:
+            lines.close()
+
+        written = out.getvalue()
+        assert ("\x1b[" in written) is colours
+        plain = Text.from_ansi(written).plain if colours else written
+        assert plain == "".join(f"{cli_serve.request_line(t).plain}\n" for t in traces)
+        assert lines.unprinted == 0
+
+    def test_lines_that_could_not_be_written_are_counted(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        class Broken(io.StringIO):
+            def write(self, text: str) -> int:
+                raise OSError("the terminal is gone")
+
+        traces = asyncio.run(_two_quick_traces(False, 0.0, 2))
+        lines = cli_serve._Lines(Console(file=Broken(), color_system=None))
+        try:
+            for trace in traces:
+                lines._build(trace)
+            with pytest.raises(OSError, match="gone"):
+                lines._print()
+        finally:
+            lines.close()
+
+        assert lines.unprinted == 2
 
     def test_a_port_in_use_is_one_line(
         self, app_dir: str, capsys: pytest.CaptureFixture[str]
