@@ -1006,6 +1006,23 @@ class TestServe:
 
         assert lines.unprinted == 2
 
+    def test_sigterm_becomes_a_keyboard_interrupt_while_serving_only(self) -> None:
+        before = signal.getsignal(signal.SIGTERM)
+        with cli_serve._sigterm_stops_like_ctrl_c(), pytest.raises(KeyboardInterrupt):
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # type: ignore[operator]
+        assert signal.getsignal(signal.SIGTERM) is before
+
+        seen: list[object] = []
+
+        def elsewhere() -> None:  # not the main thread: signals cannot be set there
+            with cli_serve._sigterm_stops_like_ctrl_c():
+                seen.append(signal.getsignal(signal.SIGTERM))
+
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join(10)
+        assert seen == [before]
+
     def test_a_port_in_use_is_one_line(
         self, app_dir: str, capsys: pytest.CaptureFixture[str]
     ) -> None:
@@ -1060,8 +1077,12 @@ class TestServe:
             "asgitrace: error: the server stopped before it started (did the app's startup fail?)"
         )
 
-    def test_ctrl_c_in_a_terminal_keeps_the_file_whole(self, app_dir: str, tmp_path: Path) -> None:
-        """The whole command in its own interpreter, stopped the way a user stops it."""
+    @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+    def test_ctrl_c_in_a_terminal_keeps_the_file_whole(
+        self, stop: signal.Signals, app_dir: str, tmp_path: Path
+    ) -> None:
+        """The whole command in its own interpreter, stopped the way a user (Ctrl-C) or a
+        supervisor (SIGTERM) stops it: every line printed, the file whole."""
         jsonl = tmp_path / "served.jsonl"
         command = [sys.executable, "-m", "asgitrace", "serve", "cliapp:app", "--port", "0"]
         env = {**os.environ, "COLUMNS": "200"}
@@ -1080,13 +1101,15 @@ class TestServe:
                 url = first.split("listening on ")[1].split(",")[0]
                 with httpx.Client(base_url=url, timeout=10) as http:
                     statuses = [http.get(f"/items/{n}").status_code for n in range(3)]
-                server.send_signal(signal.SIGINT)
+                server.send_signal(stop)
                 out, err = server.communicate(timeout=30)
             finally:
                 watchdog.cancel()
 
         assert statuses == [200, 200, 200]
         assert server.returncode == 0, err
+        requests = out.splitlines()[:-1]  # the first line was read above
+        assert [f" GET  /items/{n} 200 " in line for n, line in enumerate(requests)] == [True] * 3
         assert out.splitlines()[-1] == f"Stopped after 3 requests; 3 written to {jsonl}."
         assert len(exporters.read_jsonl(jsonl, strict=True)) == 3
 

@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import signal
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -160,6 +162,31 @@ class _Lines:
         self._worker.close(timeout=None)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_stops_like_ctrl_c() -> Iterator[None]:
+    """SIGTERM (``kill``, ``docker stop``) ends `serve` the way Ctrl-C does.
+
+    uvicorn handles the signal (a graceful shutdown), then raises it again once its
+    handlers are restored: with SIGTERM's default action the process would die right there,
+    before the queued lines, the JSON lines file and "Stopped after N requests" are
+    written. With this handler in place, that second SIGTERM is a KeyboardInterrupt,
+    which `serve` expects. Signals can only be set from the main thread: elsewhere
+    nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _stopped(served: int, unprinted: int, sink: exporters.JsonlSink | None, jsonl: str) -> Text:
     """The last line: how many requests were served, and what became of their traces."""
     noun = "request" if served == 1 else "requests"
@@ -189,7 +216,7 @@ def serve(args: argparse.Namespace, console: Console) -> int:
         for callback in callbacks:
             tracer.add_callback(callback)
         url = _url(sock)
-        with contextlib.suppress(KeyboardInterrupt):
+        with contextlib.suppress(KeyboardInterrupt), _sigterm_stops_like_ctrl_c():
             asyncio.run(_serve_forever(traced, sock, lambda: _announce(console, url, args.jsonl)))
     finally:
         for callback in callbacks:
