@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+import _realapp
 from fastapi import FastAPI
 
 from asgitrace import TraceMiddleware, Tracer
@@ -53,7 +54,18 @@ ENDPOINTS: dict[str, Endpoint] = {
     "hello": Endpoint("hello", "/hello", b'{"hello":"world"}', 'async: return {"hello": "world"}'),
     "three": Endpoint("three", "/three", b'{"awaits":3}', "async: 3 x await asyncio.sleep(0)"),
     "sync": Endpoint("sync", "/sync", b'{"hello":"world"}', "sync def (anyio thread pool)"),
+    "real": Endpoint(
+        "real",
+        _realapp.PATH,
+        _realapp.expected_body(),
+        f"BaseHTTPMiddleware, yield dependency, {_realapp.QUERIES} queries to a DB process",
+    ),
 }
+
+NEEDS_DB = frozenset({"real"})
+"""Endpoints that query the fake database (`_fakedb`): the app needs its port."""
+SELF_CONTAINED = tuple(name for name in ENDPOINTS if name not in NEEDS_DB)
+"""The endpoints served when none are named (the soak's, and the servers' default)."""
 
 SUSPEND_PATH = "/suspend"
 """The per-suspension microbenchmark route: ``await asyncio.sleep(0)`` N times."""
@@ -66,22 +78,32 @@ RESET_PATH = "/bench-reset"
 HTTP round, so that the spans of earlier rounds do not weigh on the next."""
 
 
-def build_app(endpoints: Iterable[str] = tuple(ENDPOINTS), suspensions: int = 0) -> FastAPI:
+def build_app(
+    endpoints: Iterable[str] = SELF_CONTAINED, suspensions: int = 0, db_port: int | None = None
+) -> FastAPI:
     """Build the FastAPI app with the benchmark endpoints asked for.
 
     Args:
         endpoints: Names from `ENDPOINTS` to route.
         suspensions: When positive, also route `SUSPEND_PATH`, which awaits
             ``asyncio.sleep(0)`` that many times.
+        db_port: The fake database's port on 127.0.0.1 (needed by `NEEDS_DB`).
 
     Raises:
-        ValueError: an endpoint name is unknown.
+        ValueError: an endpoint name is unknown, or one needs the database and there is
+            no *db_port*.
     """
     wanted = set(endpoints)
     unknown = wanted - set(ENDPOINTS)
     if unknown:
         raise ValueError(f"unknown endpoints: {', '.join(sorted(unknown))}")
+    if wanted & NEEDS_DB and db_port is None:
+        raise ValueError(f"{', '.join(sorted(wanted & NEEDS_DB))} needs --db-port")
     app = FastAPI()
+
+    if "real" in wanted and db_port is not None:
+        # Mounted: its BaseHTTPMiddleware wraps this endpoint only, not the others.
+        app.mount("/real", _realapp.build_real_app(db_port))
 
     if "hello" in wanted:
 

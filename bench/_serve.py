@@ -25,7 +25,15 @@ import tracemalloc
 from pathlib import Path
 
 import uvicorn
-from _apps import ENDPOINTS, VARIANTS, Variant, add_bench_routes, build_app, instrument, wrap
+from _apps import (
+    SELF_CONTAINED,
+    VARIANTS,
+    Variant,
+    add_bench_routes,
+    build_app,
+    instrument,
+    wrap,
+)
 from _soakstats import Stats, with_stats_route
 
 from asgitrace import Tracer
@@ -41,8 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument(
         "--endpoints",
-        default=",".join(ENDPOINTS),
-        help="comma-separated routes to serve (default: all)",
+        default=",".join(SELF_CONTAINED),
+        help="comma-separated routes to serve (default: those needing no database)",
+    )
+    parser.add_argument(
+        "--db-port", type=int, help="the fake database's port on 127.0.0.1 (endpoint real)"
     )
     parser.add_argument(
         "--soak", action="store_true", help="Tracer() defaults and the soak statistics route"
@@ -77,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     """Bind, print the port, serve."""
     args = parse_args(argv)
     try:
-        app = build_app([name for name in args.endpoints.split(",") if name])
+        app = build_app([name for name in args.endpoints.split(",") if name], db_port=args.db_port)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     if args.handover is not None:

@@ -22,7 +22,7 @@ import json
 import sys
 from typing import Any
 
-from _apps import ENDPOINTS, VARIANTS, Variant, build_app, instrument
+from _apps import SELF_CONTAINED, VARIANTS, Variant, build_app, instrument
 from _inprocess import measure
 
 
@@ -30,7 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line of the worker."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--variant", choices=VARIANTS, required=True)
-    parser.add_argument("--endpoints", default=",".join(ENDPOINTS))
+    parser.add_argument("--endpoints", default=",".join(SELF_CONTAINED))
+    parser.add_argument("--db-port", type=int, help="the fake database's port (endpoint real)")
     parser.add_argument("--suspensions", type=int, default=0)
     parser.add_argument("--max-events", type=int, default=None)
     return parser.parse_args(argv)
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     """Build the variant, say READY, serve commands until stdin closes."""
     args = parse_args(argv)
     endpoints = [name for name in args.endpoints.split(",") if name]
-    app = build_app(endpoints, suspensions=args.suspensions)
+    app = build_app(endpoints, suspensions=args.suspensions, db_port=args.db_port)
     variant = instrument(args.variant, app, max_events=args.max_events)
     print("READY", flush=True)
     for line in sys.stdin:

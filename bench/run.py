@@ -14,19 +14,21 @@ the targets are printed in a table of their own, met or missed by the median.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-from _apps import ENDPOINTS, SLOW_THRESHOLD, SUSPEND_PATH, VARIANTS, missing_variant
+from _apps import ENDPOINTS, NEEDS_DB, SLOW_THRESHOLD, SUSPEND_PATH, VARIANTS, missing_variant
+from _fakedb import running_db
 from _http import (
     LoadResult,
     Server,
@@ -128,7 +130,26 @@ def rotated(items: Sequence[T], by: int) -> list[T]:
 # --- the three parts ----------------------------------------------------------------------------
 
 
-def bench_inprocess(loops: list[str], variants: list[str], args: argparse.Namespace) -> list[Row]:
+@contextlib.contextmanager
+def database(args: argparse.Namespace) -> Iterator[list[str]]:
+    """The fake database process when an endpoint needs it (`_fakedb`), for the whole run.
+
+    Yields:
+        The options that tell workers and servers its port (none without it). It is
+        stopped on exit, whatever happens.
+    """
+    wanted = NEEDS_DB & set(args.endpoints) and {"inprocess", "http"} & set(args.parts)
+    if not wanted:
+        yield []
+        return
+    with running_db() as port:
+        progress(f"fake database listening on 127.0.0.1:{port} (a process of its own)")
+        yield ["--db-port", str(port)]
+
+
+def bench_inprocess(
+    loops: list[str], variants: list[str], args: argparse.Namespace, db: list[str]
+) -> list[Row]:
     """Interleaved rounds of in-process requests: every loop, endpoint and variant.
 
     Each variant lives in a worker process of its own (see `_worker.py`), started once for
@@ -136,7 +157,7 @@ def bench_inprocess(loops: list[str], variants: list[str], args: argparse.Namesp
     """
     warmup = max(50, args.requests // 10)
     rows: list[Row] = []
-    options = ["--endpoints", ",".join(args.endpoints)]
+    options = ["--endpoints", ",".join(args.endpoints), *db]
     stored: dict[str, int] = {}
     with running_workers(variants, options) as workers:
         for round_ in range(args.rounds):
@@ -239,7 +260,7 @@ def _load(server: Server, path: str, args: argparse.Namespace, wrk: str | None) 
 
 
 def bench_http(
-    loop: str, variants: list[str], args: argparse.Namespace, wrk: str | None
+    loop: str, variants: list[str], args: argparse.Namespace, wrk: str | None, db: list[str]
 ) -> tuple[list[Row], Row]:
     """Interleaved rounds of HTTP load against one uvicorn subprocess per variant.
 
@@ -247,7 +268,7 @@ def bench_http(
         The rows, and how many traces (spans for otel) each server made (a sanity check).
     """
     rows: list[Row] = []
-    with running_servers(variants, loop, args.endpoints) as servers:
+    with running_servers(variants, loop, args.endpoints, db) as servers:
         _warm_up(servers, args.endpoints)
         for round_ in range(args.rounds):
             for name in args.endpoints:
@@ -400,14 +421,15 @@ def run(args: argparse.Namespace, loops: list[str], variants: list[str], wrk: st
     suspension: list[Row] = []
     http: list[Row] = []
     traces: Row = {}
-    if "inprocess" in args.parts:
-        inprocess = bench_inprocess(loops, variants, args)
-    if "suspension" in args.parts:
-        suspension = bench_suspension(loops, args)
-    if "http" in args.parts:
-        for loop in loops:
-            rows, traces[loop] = bench_http(loop, variants, args, wrk)
-            http += rows
+    with database(args) as db:
+        if "inprocess" in args.parts:
+            inprocess = bench_inprocess(loops, variants, args, db)
+        if "suspension" in args.parts:
+            suspension = bench_suspension(loops, args)
+        if "http" in args.parts:
+            for loop in loops:
+                rows, traces[loop] = bench_http(loop, variants, args, wrk, db)
+                http += rows
     if inprocess:
         results["inprocess"] = {"rounds": inprocess, "summary": summarize_inprocess(inprocess)}
     suspended = summarize_suspension(suspension) if suspension else []

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from _apps import ENDPOINTS
+from _apps import ENDPOINTS, SELF_CONTAINED
 from _http import Server, client_loop, get, rss_bytes, run_asyncio_load, running_servers
 from _loops import LOOPS, missing_loop
 from _procs import run_main
@@ -157,7 +157,7 @@ def growing_sites(before: str, after: str, top: int = TOP_SITES) -> list[Row]:
 
 def soak(args: argparse.Namespace, snapshot_dir: Path) -> Row:
     """Run the soak; return everything measured (see `report`)."""
-    paths = [endpoint.path for endpoint in ENDPOINTS.values()]
+    paths = [ENDPOINTS[name].path for name in SELF_CONTAINED]
     warmup, points = plan(args.requests)
     options = ["--soak"]
     if args.tracemalloc:
@@ -165,7 +165,7 @@ def soak(args: argparse.Namespace, snapshot_dir: Path) -> Row:
     result: Row = {"requests_planned": args.requests, "warmup": warmup, "samples": []}
     done = errors = 0
     started = time.perf_counter()
-    with running_servers(["traced"], args.loop, list(ENDPOINTS), options) as servers:
+    with running_servers(["traced"], args.loop, list(SELF_CONTAINED), options) as servers:
         server = servers["traced"]
         pid = server.child.process.pid
         result["rss_start_mb"] = _mb(rss_bytes(pid))

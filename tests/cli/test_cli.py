@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import io
 import os
 import queue
 import runpy
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from rich.console import Console
+from rich.text import Text
 
 import asgitrace
 from asgitrace import cli, exporters
@@ -950,6 +952,77 @@ class TestServe:
         assert ", traces appended to" not in lines[0]
         assert lines[1:] == ["Stopped after 0 requests."]
 
+    def test_the_last_line_counts_requests_whose_line_was_not_printed(self) -> None:
+        """Lines are printed by a worker thread from a bounded queue: a full queue skips a
+        line, never the count."""
+        assert str(cli_serve._stopped(3, 1, None, "t.jsonl")) == (
+            "Stopped after 3 requests (1 not printed)."
+        )
+        assert str(cli_serve._stopped(1, 0, None, "t.jsonl")) == "Stopped after 1 request."
+
+    @pytest.mark.parametrize("colours", [False, True])
+    def test_the_printer_writes_a_batch_of_lines_at_once(
+        self, colours: bool, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """What the worker thread does, run here: the lines of a batch in one write, the
+        same text with or without colours."""
+        monkeypatch.setattr(cli_serve, "_PAUSE", 0.0)
+        traces = asyncio.run(_two_quick_traces(False, 0.0, 2))
+        out = io.StringIO()
+        console = Console(
+            file=out, force_terminal=colours, color_system="truecolor" if colours else None
+        )
+        lines = cli_serve._Lines(console)
+        try:
+            for trace in traces:
+                lines._build(trace)
+            lines._print()
+            lines._print()  # nothing left: nothing written
+        finally:
+            lines.close()
+
+        written = out.getvalue()
+        assert ("\x1b[" in written) is colours
+        plain = Text.from_ansi(written).plain if colours else written
+        assert plain == "".join(f"{cli_serve.request_line(t).plain}\n" for t in traces)
+        assert lines.unprinted == 0
+
+    def test_lines_that_could_not_be_written_are_counted(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        class Broken(io.StringIO):
+            def write(self, text: str) -> int:
+                raise OSError("the terminal is gone")
+
+        traces = asyncio.run(_two_quick_traces(False, 0.0, 2))
+        lines = cli_serve._Lines(Console(file=Broken(), color_system=None))
+        try:
+            for trace in traces:
+                lines._build(trace)
+            with pytest.raises(OSError, match="gone"):
+                lines._print()
+        finally:
+            lines.close()
+
+        assert lines.unprinted == 2
+
+    def test_sigterm_becomes_a_keyboard_interrupt_while_serving_only(self) -> None:
+        before = signal.getsignal(signal.SIGTERM)
+        with cli_serve._sigterm_stops_like_ctrl_c(), pytest.raises(KeyboardInterrupt):
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # type: ignore[operator]
+        assert signal.getsignal(signal.SIGTERM) is before
+
+        seen: list[object] = []
+
+        def elsewhere() -> None:  # not the main thread: signals cannot be set there
+            with cli_serve._sigterm_stops_like_ctrl_c():
+                seen.append(signal.getsignal(signal.SIGTERM))
+
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join(10)
+        assert seen == [before]
+
     def test_a_port_in_use_is_one_line(
         self, app_dir: str, capsys: pytest.CaptureFixture[str]
     ) -> None:
@@ -1004,8 +1077,12 @@ class TestServe:
             "asgitrace: error: the server stopped before it started (did the app's startup fail?)"
         )
 
-    def test_ctrl_c_in_a_terminal_keeps_the_file_whole(self, app_dir: str, tmp_path: Path) -> None:
-        """The whole command in its own interpreter, stopped the way a user stops it."""
+    @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+    def test_ctrl_c_in_a_terminal_keeps_the_file_whole(
+        self, stop: signal.Signals, app_dir: str, tmp_path: Path
+    ) -> None:
+        """The whole command in its own interpreter, stopped the way a user (Ctrl-C) or a
+        supervisor (SIGTERM) stops it: every line printed, the file whole."""
         jsonl = tmp_path / "served.jsonl"
         command = [sys.executable, "-m", "asgitrace", "serve", "cliapp:app", "--port", "0"]
         env = {**os.environ, "COLUMNS": "200"}
@@ -1024,13 +1101,15 @@ class TestServe:
                 url = first.split("listening on ")[1].split(",")[0]
                 with httpx.Client(base_url=url, timeout=10) as http:
                     statuses = [http.get(f"/items/{n}").status_code for n in range(3)]
-                server.send_signal(signal.SIGINT)
+                server.send_signal(stop)
                 out, err = server.communicate(timeout=30)
             finally:
                 watchdog.cancel()
 
         assert statuses == [200, 200, 200]
         assert server.returncode == 0, err
+        requests = out.splitlines()[:-1]  # the first line was read above
+        assert [f" GET  /items/{n} 200 " in line for n, line in enumerate(requests)] == [True] * 3
         assert out.splitlines()[-1] == f"Stopped after 3 requests; 3 written to {jsonl}."
         assert len(exporters.read_jsonl(jsonl, strict=True)) == 3
 
