@@ -63,13 +63,15 @@ def renamed_copy(build_temp: str) -> str:
 class optional_build_ext(build_ext):
     """Cythonize at build time; any failure to compile leaves pure Python, with one line."""
 
+    failed = False
+
     def finalize_options(self) -> None:
         # Before setuptools looks at the extensions: the placeholder becomes the real one.
         if self.distribution.ext_modules:
             try:
                 self.distribution.ext_modules = cythonized()
             except Exception as exc:  # no Cython, a Cython error: pure Python
-                print(f"{FALLBACK} ({type(exc).__name__}: {exc})", file=sys.stderr)
+                self.fall_back(exc)
                 self.distribution.ext_modules = []
         super().finalize_options()
 
@@ -77,13 +79,22 @@ class optional_build_ext(build_ext):
         try:
             super().run()
         except Exception as exc:  # no compiler at all (distutils' platform errors)
-            print(f"{FALLBACK} ({type(exc).__name__}: {exc})", file=sys.stderr)
+            self.fall_back(exc)
 
     def build_extension(self, ext: Extension) -> None:
         try:
             super().build_extension(ext)
         except Exception as exc:  # the compiler failed
-            print(f"{FALLBACK} ({type(exc).__name__}: {exc})", file=sys.stderr)
+            self.fall_back(exc)
+
+    def copy_extensions_to_source(self) -> None:
+        if not self.failed:  # (in place, for `pip install -e`: nothing was built to copy)
+            super().copy_extensions_to_source()
+
+    def fall_back(self, exc: Exception) -> None:
+        if not self.failed:
+            print(f"{FALLBACK} ({type(exc).__name__})", file=sys.stderr)
+        self.failed = True
 
 
 def cythonized() -> list[Extension]:
