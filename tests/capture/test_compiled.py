@@ -161,3 +161,50 @@ async def test_what_a_users_traceback_shows_of_the_stepper() -> None:
     assert [e.name.rpartition(".")[2] for e in stepper] == (
         ["send", "send"] if asgitrace.capture.COMPILED else ["send"]
     )
+
+
+async def test_what_an_endpoints_traceback_shows_of_the_stepper() -> None:
+    # A user's error in a FastAPI endpoint, as the ASGI server sees it: the middleware's
+    # `_traced` is one entry either way; the stepper's are those counted above.
+    import httpx
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/boom")
+    async def boom() -> None:
+        await asyncio.sleep(0)
+        raise ValueError("the user's error")
+
+    traced = asgitrace.instrument(app, tracer=Tracer())
+    transport = httpx.ASGITransport(app=traced)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        with pytest.raises(ValueError, match="the user's error") as raised:
+            await client.get("/boom")
+    entries = traceback.extract_tb(raised.value.__traceback__)
+    assert entries[-1].name == "boom"
+    assert len([e for e in entries if own(e.filename)]) == (2 if asgitrace.capture.COMPILED else 1)
+
+
+def test_an_edited_source_beside_a_real_extension_is_detected(tmp_path: Any) -> None:
+    """The real thing, in a fresh interpreter: the package copied with its extension, one
+    line of ``_stepper.py`` changed, and the pure-Python stepper is the one that runs."""
+    if not asgitrace.capture.COMPILED:
+        pytest.skip("pure Python: no extension to go stale")
+    import shutil
+    import subprocess
+
+    package = os.path.dirname(asgitrace.__file__)
+    copy = tmp_path / "asgitrace"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    source = copy / "capture" / "_stepper.py"
+    source.write_text(source.read_text() + "\n# edited after the build\n")
+    code = "import asgitrace.capture as c; print(c.COMPILED, c._accel.MODULE.__name__)"
+    env = {k: v for k, v in os.environ.items() if k != "ASGITRACE_NO_EXTENSIONS"}
+    env["PYTHONPATH"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert (done.returncode, done.stdout) == (0, "False asgitrace.capture._stepper\n")
+    [warning] = done.stderr.splitlines()
+    assert "built from other source" in warning
