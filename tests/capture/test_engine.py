@@ -569,14 +569,14 @@ async def test_a_failing_probe_disables_itself_and_the_app_is_unaffected(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     import asgitrace._support._log
-    import asgitrace.capture._stepper
+    from asgitrace.capture import _accel
 
     monkeypatch.setattr(asgitrace._support._log, "_reported", set())
 
     def broken_walk(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("probe bug")
 
-    monkeypatch.setattr(asgitrace.capture._stepper, "walk", broken_walk)
+    monkeypatch.setattr(_accel.MODULE, "walk", broken_walk)  # the stepper that runs
     app = reference_app()
     tracer = traced(app)
     async with client(app) as c:

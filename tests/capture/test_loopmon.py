@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from asgitrace import Tracer
+from asgitrace.capture._accel import Stepper
 from asgitrace.capture._context import new_task_ref
 from asgitrace.capture._loopmon import RING, LoopMonitor, OtherWork, sample_stack
 from asgitrace.capture._recorder import Recorder, other_work
-from asgitrace.capture._stepper import Stepper
 from asgitrace.trace.codec import resumed_fields
 
 MS = 1_000_000

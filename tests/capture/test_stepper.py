@@ -14,10 +14,10 @@ import pytest
 
 import asgitrace._support._log
 from asgitrace import EventKind, Tracer
+from asgitrace.capture._accel import Stepper, ref_of
 from asgitrace.capture._context import CURRENT, task_ref, thread_ref
 from asgitrace.capture._loopmon import LoopMonitor, sample_stack
 from asgitrace.capture._recorder import Recorder
-from asgitrace.capture._stepper import Stepper, ref_of
 from asgitrace.capture._taskhook import install, monitor_of, uninstall
 from asgitrace.capture._walk import AppCode, walk
 from asgitrace.trace._events import TaskRef

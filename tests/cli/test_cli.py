@@ -23,12 +23,17 @@ from rich.console import Console
 from rich.text import Text
 
 import asgitrace
+import asgitrace.capture
 from asgitrace import cli, exporters
 from asgitrace.cli import _commands as cli_commands, _output as cli_output, _serve as cli_serve
 from asgitrace.cli._app import load_app
 from asgitrace.cli._demo import blocking_app, reference_app
 from asgitrace.cli._run import RequestSpec
 from asgitrace.views._stats import TraceStats
+
+# What `--version` prints: the version, and which stepper the capture runs.
+CAPTURE = "compiled" if asgitrace.capture.COMPILED else "pure Python"
+VERSION = f"asgitrace {asgitrace.__version__} (capture: {CAPTURE})"
 
 
 @pytest.fixture(autouse=True)
@@ -140,12 +145,22 @@ def test_malformed_arguments_exit_with_status_2(
     assert "usage: asgitrace" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("compiled", "says"), [(True, "compiled"), (False, "pure Python")])
+def test_version_line_says_which_capture_runs(
+    compiled: bool, says: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asgitrace.cli import _parser
+
+    monkeypatch.setattr(_parser, "COMPILED", compiled)
+    assert _parser.version_line() == f"asgitrace {asgitrace.__version__} (capture: {says})"
+
+
 def test_version_option_prints_the_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as raised:
         cli.main(["--version"])
 
     assert raised.value.code == 0
-    assert capsys.readouterr().out == f"asgitrace {asgitrace.__version__}\n"
+    assert capsys.readouterr().out == f"{VERSION}\n"
 
 
 @pytest.mark.parametrize("package", ["asgitrace", "asgitrace.cli"])
@@ -160,7 +175,7 @@ def test_python_dash_m_runs_the_command_line(
         runpy.run_path(str(folder / "__main__.py"), run_name=f"{package}.__main__")
 
     assert raised.value.code == 0
-    assert capsys.readouterr().out == f"asgitrace {asgitrace.__version__}\n"
+    assert capsys.readouterr().out == f"{VERSION}\n"
 
 
 def test_python_dash_m_version_in_a_fresh_interpreter() -> None:
@@ -171,7 +186,7 @@ def test_python_dash_m_version_in_a_fresh_interpreter() -> None:
         timeout=60,
     )
 
-    assert (done.returncode, done.stdout) == (0, f"asgitrace {asgitrace.__version__}\n")
+    assert (done.returncode, done.stdout) == (0, f"{VERSION}\n")
 
 
 @pytest.mark.parametrize(

@@ -29,10 +29,13 @@ from starlette.responses import JSONResponse, Response
 
 from asgitrace import Redactor, Trace, Tracer, instrument, print_trace
 from asgitrace._support import _log
+from asgitrace.capture._accel import MODULE as STEPPER_MODULE
 from asgitrace.capture._loopmon import _WATCHDOG, LoopMonitor
 from asgitrace.capture._recorder import Recorder
 from asgitrace.testing import render_text
 from asgitrace.trace.codec import DECODERS
+
+STEPPER = STEPPER_MODULE.__name__
 
 SECRET = "s3cr3t-fault-0b5e"
 Outcome = tuple[Any, ...]
@@ -383,8 +386,9 @@ def exploding(*args: Any, **kwargs: Any) -> Any:
     [
         pytest.param("asgitrace.capture._taskhook._wrap", "task hook", id="task hook"),
         pytest.param("asgitrace.capture._middleware.install", "task hook", id="task hook install"),
-        pytest.param("asgitrace.capture._stepper.walk", "coroutine stepper", id="await chain walk"),
-        pytest.param("asgitrace.capture._stepper.await_site", "coroutine stepper", id="await site"),
+        # The stepper that runs: `_stepper`, or `_cstepper` when compiled (capture/_accel.py).
+        pytest.param(f"{STEPPER}.walk", "coroutine stepper", id="await chain walk"),
+        pytest.param(f"{STEPPER}.await_site", "coroutine stepper", id="await site"),
         pytest.param(
             "asgitrace.capture._middleware._record_sent", "recording a sent message", id="send"
         ),

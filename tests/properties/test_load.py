@@ -19,8 +19,8 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import StreamingResponse
 
 from asgitrace import Trace, Tracer, instrument
+from asgitrace.capture._accel import Stepper
 from asgitrace.capture._recorder import Recorder
-from asgitrace.capture._stepper import Stepper
 from asgitrace.cli._server import running_server
 
 TIMEOUT = 30.0

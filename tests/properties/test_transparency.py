@@ -547,9 +547,23 @@ def run(app: Any, reqs: list[Req]) -> list[Outcome]:
     return asyncio.run(send_all(app, reqs))
 
 
+def reaches_the_app(req: Req) -> bool:
+    """Whether httpx sends *req*: it refuses a URL with a control character (a generated
+    item id such as ``"\\x1f"``) before sending, so that request has no trace."""
+    try:
+        httpx.URL(f"http://testserver{req.url}")
+    except httpx.InvalidURL:
+        return False
+    return True
+
+
+def traced_paths(reqs: list[Req]) -> list[str]:
+    return [r.url.split("?")[0] for r in reqs if reaches_the_app(r)]
+
+
 def assert_one_trace_per_request(tracer: Tracer, reqs: list[Req], before: int) -> None:
     traces = tracer.traces[before:]
-    assert [t.path for t in traces] == [r.url.split("?")[0] for r in reqs]
+    assert [t.path for t in traces] == traced_paths(reqs)
     assert all(t.outcome in {"completed", "failed", "disconnected"} for t in traces)
 
 
@@ -594,7 +608,7 @@ def test_generated_requests_sent_concurrently_get_the_same_answers(reqs: list[Re
 
     expected = asyncio.run(concurrently(oracle.app))
     assert asyncio.run(concurrently(instrument(oracle.app, tracer=tracer))) == expected
-    assert sorted(t.path for t in tracer.traces) == sorted(r.url.split("?")[0] for r in reqs)
+    assert sorted(t.path for t in tracer.traces) == sorted(traced_paths(reqs))
 
 
 def test_task_identity_context_and_cancellation_are_those_of_the_untraced_app() -> None:

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, Final
 from .._support import log_failure
 from ..trace import EventKind, TaskRef
 from ..trace.codec import entered_fields, returned_fields
+from ._accel import endpoint_code, ref_of
 from ._context import CURRENT, thread_ref
-from ._stepper import endpoint_code, ref_of
 
 if TYPE_CHECKING:
     from ._recorder import Recorder

@@ -20,9 +20,9 @@ from ..trace.codec import (
     open_fields,
 )
 from . import _entry
+from ._accel import Stepper, endpoint_code, ref_of
 from ._context import CURRENT
 from ._recorder import Recorder
-from ._stepper import Stepper, endpoint_code, ref_of
 from ._taskhook import install, monitor_of
 from ._tracer import Tracer
 

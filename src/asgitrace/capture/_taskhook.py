@@ -26,9 +26,9 @@ from contextvars import Context
 from typing import Any, Final
 
 from .._support import log_failure
+from ._accel import Stepper, ref_of
 from ._context import CURRENT
 from ._loopmon import _WATCHDOG, LoopMonitor
-from ._stepper import Stepper, ref_of
 
 __all__ = ["install", "monitor_of", "uninstall"]
 

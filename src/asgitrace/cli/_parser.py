@@ -7,8 +7,9 @@ import textwrap
 from typing import Any, Final
 
 from .. import __version__
+from ..capture import COMPILED
 
-__all__ = ["FEW", "FORMATS", "build_parser"]
+__all__ = ["FEW", "FORMATS", "build_parser", "version_line"]
 
 FORMATS: Final = ("table", "timeline", "markdown", "json", "html")
 FEW: Final = 5  # up to this many traces, `table` shows each; past it, a summary
@@ -94,12 +95,18 @@ def _port(text: str) -> int:
     return port
 
 
+def version_line() -> str:
+    """``asgitrace 0.x.y (capture: compiled)``: which stepper runs matters for overhead."""
+    capture = "compiled" if COMPILED else "pure Python"
+    return f"asgitrace {__version__} (capture: {capture})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asgitrace",
         description="See what the event loop really did while an ASGI app served a request.",
     )
-    parser.add_argument("--version", action="version", version=f"asgitrace {__version__}")
+    parser.add_argument("--version", action="version", version=version_line())
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
