@@ -670,25 +670,21 @@ def test_blocking_variant_golden() -> None:
     expected = dedent(
         """\
         Execution table · GET /block → 200 in 1.002 s · completed
-                                                                   State Before →
-        Step    At ms   Action                          Awaited?   After                 Output
+                        Action
+        Step    At ms     State Before → After                                   Output
         ────────────────────────────────────────────────────────────────────────────────────────────────────
-           1      0.0   Request received by ASGI        No         No active task for    None
-                        server (GET /block)                        this request →
-                                                                   Start async
-                                                                   endpoint
-           2      0.6   Enter async function            No         Function start →      None
-                        block_endpoint                             Block the event
-                                                                   loop
-           3      0.6   ⚠ Block the event loop for      No         Function running →    None
-                        1.002 s: time.sleep(1)                     Nothing else could
-                        (app.py:13)                                run meanwhile
-           4   1001.0   Return from block_endpoint      No         Function finishing    {'message': 'Done
-                                                                   → Return response     waiting'}
-                                                                   dict
-           5   1001.5   ASGI server sends response      No         Response ready →      HTTP 200 with JSON
-                        (200, 27 B)                                Response sent to
-                                                                   client"""
+           1      0.0   Request received by ASGI server (GET /block)             None
+                          No active task for this request → Start async
+                          endpoint
+           2      0.6   Enter async function block_endpoint                      None
+                          Function start → Block the event loop
+           3      0.6   ⚠ Block the event loop for 1.002 s: time.sleep(1)        None
+                        (app.py:13)
+                          Function running → Nothing else could run meanwhile
+           4   1001.0   Return from block_endpoint                               {'message': 'Done waiting'}
+                          Function finishing → Return response dict
+           5   1001.5   ASGI server sends response (200, 27 B)                   HTTP 200 with JSON
+                          Response ready → Response sent to client"""
     )
     assert render(ExecutionTable(blocking), width=100) == expected
     expected = dedent(
@@ -708,39 +704,36 @@ def test_child_task_and_watched_variables_golden() -> None:
     expected = dedent(
         """\
         Execution table · GET /items → 200 in 30.0 ms · completed
-        Step   At ms   Action                         Awaited?   State Before → After     Output
+                       Action
+        Step   At ms     State Before → After                                    Output
         ────────────────────────────────────────────────────────────────────────────────────────────────────
-           1     0.0   Request received by ASGI       No         No active task for       None
-                       server (GET /items)                       this request → Start
-                                                                 async endpoint
-           2     0.5   Enter async function items     No         Function start → Hit     None
-                                                                 await
-                                                                 asyncio.create_task(…)
-           3     0.6   Await asyncio.create_task(…)   Yes        items paused at          None
-                                                                 app.py:22 → Yield
-                                                                 control to event loop
-           4     0.6   Event loop runs other tasks    Yes        asyncio.create_task(…)   None
-                       (2 steps of 1 task) [20.5                 pending →
-                       ms]                                       asyncio.create_task(…)
-                                                                 completes after 20.5
-                                                                 ms
-           5     0.7   [Task-2] Start child task      No         Parent task running →    None
-                       count() (from Task-1)                     Child task scheduled
-                                                                 on the loop
-           6     0.8   [Task-2] Await                 Yes        count paused at          None
-                       asyncio.sleep(0.02)                       app.py:16 → Yield
-                                                                 control to event loop
-           7    20.9   [Task-2] Resume count after    No         Sleep done → Finish      None
-                       await (waited 20.1 ms, lag                the child task
+           1     0.0   Request received by ASGI server (GET /items)              None
+                         No active task for this request → Start async
+                         endpoint
+           2     0.5   Enter async function items                                None
+                         Function start → Hit await asyncio.create_task(…)
+           3     0.6   Await asyncio.create_task(…) [awaited]                    None
+                         items paused at app.py:22 → Yield control to event
+                         loop
+           4     0.6   Event loop runs other tasks (2 steps of 1 task)           None
+                       [awaited 20.5 ms]
+                         asyncio.create_task(…) pending →
+                         asyncio.create_task(…) completes after 20.5 ms
+           5     0.7   [Task-2] Start child task count() (from Task-1)           None
+                         Parent task running → Child task scheduled on the
+                         loop
+           6     0.8   [Task-2] Await asyncio.sleep(0.02) [awaited]              None
+                         count paused at app.py:16 → Yield control to event
+                         loop
+           7    20.9   [Task-2] Resume count after await (waited 20.1 ms, lag    None
                        150 µs)
-           8    21.0   [Task-2] Child task            No         Child task running →     None
-                       completed                                 Child task finished
-           9    21.1   Resume items after await       No         asyncio.create_task(…)   {'item': 'book',
-                       (waited 20.5 ms)                          done → Return response   'total': 3}
-                                                                 dict
-          10    21.5   ASGI server sends response     No         Response ready →         HTTP 200 with JSON
-                       (200, 28 B)                               Response sent to
-                                                                 client"""
+                         Sleep done → Finish the child task
+           8    21.0   [Task-2] Child task completed                             None
+                         Child task running → Child task finished
+           9    21.1   Resume items after await (waited 20.5 ms)                 {'item': 'book', 'total':
+                         asyncio.create_task(…) done → Return response dict      3}
+          10    21.5   ASGI server sends response (200, 28 B)                    HTTP 200 with JSON
+                         Response ready → Response sent to client"""
     )
     assert render(ExecutionTable(child), width=100) == expected
     expected = dedent(
@@ -967,3 +960,32 @@ def test_a_narrow_tracker_keeps_the_wait_before_the_return() -> None:
     )
     text = render(VariableTracker(trace), width=80)
     assert "(awaiting)" in text.split()
+
+
+def _rows_of(text: str) -> dict[int, list[str]]:
+    """The lines of each step of a rendered execution table, by step number."""
+    rows: dict[int, list[str]] = {}
+    current = 0
+    for line in text.splitlines()[3:]:
+        number = line[:5].strip()
+        if number.isdigit():
+            current = int(number)
+        if current:
+            rows.setdefault(current, []).append(line)
+    return rows
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_a_narrow_execution_table_merges_columns_instead_of_building_towers(width: int) -> None:
+    """Issue 19: under 120 columns the states wrapped one word a line and under 100
+    the Awaited? column went (steps of six lines, ten-cell columns). A step now reads
+    in a few lines of a wide cell, and an awaited step still says so (in its action)."""
+    text = render(ExecutionTable(reference_trace()), width=width)
+    rows = _rows_of(text)
+    assert sorted(rows) == [1, 2, 3, 4, 5, 6]
+    assert max(len(lines) for lines in rows.values()) <= 4, text
+    awaited = [n for n, lines in rows.items() if "[awaited" in " ".join(lines)]
+    assert awaited == [3, 4], text
+    step3 = " ".join(" ".join(rows[3]).split())
+    assert "wait_endpoint paused at app.py:8 → Yield control to event loop" in step3
+    assert max(len(line) for line in text.splitlines()) <= width

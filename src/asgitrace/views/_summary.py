@@ -17,8 +17,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..trace import Trace, request_label
+from ._look import _box, _style
 from ._markdown import md_table
-from ._render import _box, _style
 from ._stats import TraceStats, blocked_text, request_text, trace_stats, waits_text, where_text
 from ._text import GAP, fit_widths, fmt_duration, printable
 
