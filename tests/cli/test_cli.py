@@ -420,7 +420,7 @@ class TestTrace:
         assert "Timeline" in out
         assert "Summary · 2 requests in " in out
         assert f"cliapp.py:{BLOCK_LINE}   time.sleep(0.03)" in out
-        assert f" ms at cliapp.py:{BLOCK_LINE}" in out  # "blocked 30.1 ms at ..." (slowest)
+        assert f"/project/cliapp.py:{BLOCK_LINE}" in out  # "blocked 30.1 ms at ..." (slowest)
 
     def test_many_requests_show_a_summary_and_only_the_slowest_in_full(
         self, app_dir: str, capsys: pytest.CaptureFixture[str]
@@ -928,7 +928,7 @@ class TestServe:
         assert lines[1].endswith(" · no blocking")
         assert " GET  /block?token=[redacted]&page=2 200 " in lines[2]
         assert " · no waits · blocked " in lines[2]
-        assert lines[2].endswith(f" at cliapp.py:{BLOCK_LINE}")
+        assert lines[2].endswith(f" at …/project/cliapp.py:{BLOCK_LINE}")
         assert lines[3] == f"Stopped after 2 requests; 2 written to {jsonl}."
         assert [t.path for t in exporters.read_jsonl(jsonl, strict=True)] == ["/wait", "/block"]
 
@@ -1158,7 +1158,7 @@ def test_trace_stats_count_real_waits_and_the_longest_block() -> None:
         status=None,
     )
 
-    assert trace_stats(made) == TraceStats(1, 1_000, 400, "a.py:3")
+    assert trace_stats(made) == TraceStats(1, 1_000, 400, "/app/a.py:3")  # outside the cwd
 
 
 def test_summary_headline_names_outcomes_and_the_markdown_lists_blocking() -> None:
@@ -1174,7 +1174,7 @@ def test_summary_headline_names_outcomes_and_the_markdown_lists_blocking() -> No
     markdown = summary_markdown(summarize([blocked, fine], elapsed_s=0.0))
 
     assert markdown.startswith("# Summary\n\n2 requests · status 200 (1), — (1) · 1 failed\n")
-    assert "| `a.py:3` | `x \\| y` | 1 | 1 | 3.0 ms | 3.0 ms |" in markdown
+    assert "| `/a.py:3` | `x \\| y` | 1 | 1 | 3.0 ms | 3.0 ms |" in markdown
 
 
 def test_lifespan_that_never_answers_is_an_error_and_one_that_hangs_on_shutdown_is_cut() -> None:

@@ -302,7 +302,7 @@ async def test_real_blocking_variant_marks_the_block() -> None:
     steps = execution_steps(trace)
     [blocked] = [s for s in steps if s.mark == "blocked"]
     assert blocked.action.startswith("Block the event loop for ")
-    assert "time.sleep(0.08) (test_render.py:" in blocked.action
+    assert "time.sleep(0.08) (tests/views/test_render.py:" in blocked.action
     assert [s.kind for s in steps].index("blocked") < [s.kind for s in steps].index("sent")
     text = render(ExecutionTable(trace), width=120)
     assert "⚠ Block the event" in text
@@ -992,3 +992,56 @@ def test_a_narrow_execution_table_merges_columns_instead_of_building_towers(widt
     step3 = " ".join(" ".join(rows[3]).split())
     assert "wait_endpoint paused at app.py:8 → Yield control to event loop" in step3
     assert max(len(line) for line in text.splitlines()) <= width
+
+
+def _same_named_files_trace(root: str) -> Trace:
+    """A request that awaits in ``app/api/routes/tags.py`` and blocks in
+    ``app/db/repositories/tags.py`` (two files named ``tags.py``)."""
+    routes, repositories = f"{root}/app/api/routes/tags.py", f"{root}/app/db/repositories/tags.py"
+    data = reference_trace().to_dict()
+    for event in data["events"]:
+        if event["fields"].get("file"):
+            event["fields"]["file"] = routes
+            event["fields"]["line"] = 17
+    data["events"].insert(
+        5,
+        _event(
+            55,
+            1_001_250,
+            "blocked",
+            duration_ns=120_000_000,
+            file=repositories,
+            line=9,
+            code="time.sleep(0.12)",
+            function="list_tags",
+            started_ns=1_000_000_000 + 881_250_000,
+        ),
+    )
+    return Trace.from_dict(data)
+
+
+def test_places_are_paths_from_the_working_directory(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18: "tags.py:17" and "tags.py:9" side by side named two different files.
+    The tables, key moments and summary now name them from the working directory."""
+    from asgitrace.views import SummaryView, summarize
+
+    monkeypatch.chdir(tmp_path)
+    trace = _same_named_files_trace(str(tmp_path))
+    text = render(ExecutionTable(trace), width=120) + render(KeyMoments(trace), width=120)
+    text += render(SummaryView(summarize([trace]), blocking_threshold=0.1), width=120)
+    flat = " ".join(text.split())
+    assert "app/api/routes/tags.py:17" in flat, text
+    assert "app/db/repositories/tags.py:9" in flat, text
+    assert " tags.py:" not in flat, text
+    assert "(tags.py:" not in flat, text
+
+
+def test_a_place_outside_the_working_directory_is_shortened_from_the_left() -> None:
+    from asgitrace.views import place
+
+    long = "/usr/lib/python3.11/site-packages/asgitrace/cli/_demo.py"
+    assert place(long, 24) == "…/asgitrace/cli/_demo.py:24"
+    assert place("app.py", 8) == "app.py:8"
+    assert place("", 8) == ""

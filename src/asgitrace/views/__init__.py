@@ -20,7 +20,7 @@ from ._render import (
 from ._stats import TraceStats, request_line, trace_stats
 from ._steps import Detail, Step, execution_steps
 from ._summary import SummaryView, summarize, summary_markdown
-from ._text import fmt_duration, printable
+from ._text import fmt_duration, place, printable, short_path
 from ._timeline import Lane, key_moments, timeline_lanes
 from ._tracker import Tracker, variable_tracker
 
@@ -40,10 +40,12 @@ __all__ = [
     "explain",
     "fmt_duration",
     "key_moments",
+    "place",
     "print_trace",
     "printable",
     "render_trace",
     "request_line",
+    "short_path",
     "summarize",
     "summary_markdown",
     "timeline_lanes",

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import inspect
 import linecache
-import os
 from typing import TYPE_CHECKING
 
 from ..trace import request_label
 from ._markdown import md_table
 from ._steps import execution_steps
-from ._text import fmt_duration, short_name
+from ._text import fmt_duration, short_name, short_path
 from ._timeline import key_moments
 from ._tracker import variable_tracker
 
@@ -39,7 +38,7 @@ def _source(trace: Trace) -> list[str]:
     text = "".join(lines[start : first - 1]) + "".join(block)
     indent = min((len(x) - len(x.lstrip()) for x in text.splitlines() if x.strip()), default=0)
     body = "\n".join(x[indent:] for x in text.rstrip().splitlines())
-    return [f"`{os.path.basename(file)}`, line {first}:", "", "```python", body, "```", ""]
+    return [f"`{short_path(file)}`, line {first}:", "", "```python", body, "```", ""]
 
 
 def explain(trace: Trace) -> str:
