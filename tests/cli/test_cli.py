@@ -1277,3 +1277,16 @@ def test_a_port_that_is_not_a_number_is_a_usage_error(capsys: pytest.CaptureFixt
         cli.main(["serve", "cliapp:app", "--port", "http"])
 
     assert "expected a port from 0 to 65535, got 'http'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("form", ["markdown", "html"])
+def test_all_reaches_the_markdown_page_and_the_html_report(
+    form: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 19: ``--all`` unfolded the terminal tables only."""
+    streaming = Path(__file__).parents[1] / "views" / "goldens" / "streaming.json"
+    chunk = "Send response body (10 B, more to come)"
+    assert cli.main(["show", str(streaming), "--format", form]) == 0
+    assert chunk not in capsys.readouterr().out
+    assert cli.main(["show", str(streaming), "--format", form, "--all"]) == 0
+    assert chunk in capsys.readouterr().out

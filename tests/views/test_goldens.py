@@ -113,3 +113,16 @@ def test_a_streamed_body_is_one_row_between_the_first_and_last_sends() -> None:
     assert not any("more to come" in a for a in actions)
     everything = execution_steps(_traces()["streaming"], detail="all")
     assert sum("more to come" in step.action for step in everything) == 2
+
+
+def test_html_and_markdown_show_every_row_with_detail_all() -> None:
+    """Issue 19: ``--all`` / ``detail="all"`` reached the terminal tables only; the HTML
+    report and the markdown page stayed folded."""
+    from asgitrace.views import explain, to_html
+
+    streaming = _traces()["streaming"]
+    chunk = "Send response body (10 B, more to come)"
+    assert chunk not in to_html(streaming)
+    assert chunk in to_html(streaming, detail="all")
+    assert chunk not in explain(streaming)
+    assert chunk in explain(streaming, detail="all")
