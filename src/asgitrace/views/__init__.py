@@ -6,6 +6,7 @@ Pure functions of finished traces (`asgitrace.trace`); nothing here imports capt
 
 from __future__ import annotations
 
+from ._describe import describe_event
 from ._explain import explain
 from ._html import to_html, write_html
 from ._render import (
@@ -36,6 +37,7 @@ __all__ = [
     "TraceStats",
     "Tracker",
     "VariableTracker",
+    "describe_event",
     "execution_steps",
     "explain",
     "fmt_duration",

@@ -9,19 +9,19 @@ for plain ASCII.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final
 
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from ..trace import Event, EventKind
+from ._describe import describe_event
 from ._look import THEME, _box, _heading, _style, _t
 from ._steps import Detail, execution_steps
 from ._table import ExecutionTable
-from ._text import fit_widths, fmt_bytes, fmt_duration
+from ._text import fit_widths, fmt_duration
 from ._timeline import key_moments, timeline_lanes
 from ._tracker import MAX_STEPS, variable_tracker
 
@@ -160,40 +160,6 @@ class Timeline:
             legend.append(glyphs[state], style=_style(console, state))
             legend.append(f" {name}   ")
         yield legend
-
-
-def describe_event(event: Event) -> str:
-    """A short human sentence for one raw event (used by the event table)."""
-    f: Mapping[str, Any] = event.fields
-    kind = event.kind
-    if kind is EventKind.RECEIVED and "path" in f:
-        version = f" HTTP/{f['http_version']}" if "http_version" in f else ""
-        return f"{str(f.get('method', f.get('type', ''))).upper()} {f['path']}{version}"
-    if kind in (EventKind.RECEIVED, EventKind.SENT, EventKind.DISCONNECTED):
-        parts = [str(f.get("type", ""))]
-        if "status" in f:
-            parts.append(str(f["status"]))
-        if "body_bytes" in f:
-            parts.append(fmt_bytes(f["body_bytes"]))
-        if "text_chars" in f:
-            parts.append(f"{f['text_chars']} chars")
-        if f.get("more_body"):
-            parts.append("more to come")
-        if "code" in f:
-            parts.append(f"code {f['code']}")
-        return ", ".join(parts)
-    if kind is EventKind.AWAITING:
-        where = f" at {f.get('function')} line {f.get('line')}" if f.get("function") else ""
-        return f"{f.get('target')}{where}"
-    if kind is EventKind.RESUMED:
-        return f"waited {fmt_duration(f.get('waited_ns'))}, lag {fmt_duration(f.get('lag_ns'))}"
-    if kind is EventKind.BLOCKED:
-        return f"{fmt_duration(f.get('duration_ns'))} at line {f.get('line')}: {f.get('code')}"
-    if kind is EventKind.FAILED:
-        return f"{f.get('exception')}" + (f" after {f['status']}" if f.get("status") else "")
-    if kind in (EventKind.COMPLETED, EventKind.CANCELLED):
-        return f"status {f['status']}" if f.get("status") is not None else ""
-    return ", ".join(f"{k}={v}" for k, v in f.items() if k not in ("stack", "file"))
 
 
 class EventTable:
