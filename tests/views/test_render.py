@@ -1045,3 +1045,22 @@ def test_a_place_outside_the_working_directory_is_shortened_from_the_left() -> N
     assert place(long, 24) == "…/asgitrace/cli/_demo.py:24"
     assert place("app.py", 8) == "app.py:8"
     assert place("", 8) == ""
+
+
+def test_a_shortened_place_fits_its_width_with_the_ellipsis() -> None:
+    from asgitrace.views import place
+
+    shortened = place("/elsewhere/views/src/asgitrace/cli/_demo.py", 24)
+    assert shortened == "…/src/asgitrace/cli/_demo.py:24"
+    assert place("/a/" + "x" * 40 + ".py", 1) == "…/" + "x" * 40 + ".py:1"  # the name stays whole
+
+
+def test_a_long_place_at_120_columns_merges_columns_rather_than_squeeze_the_action() -> None:
+    """A place of ~30 cells in State Before left the wide table's Action 17 cells: five
+    lines a step. Under 160 columns such a table takes the narrow layout instead."""
+    trace = _same_named_files_trace("/outside/the/working/directory/project")
+    text = render(ExecutionTable(trace), width=120)
+    rows = _rows_of(text)
+    assert max(len(lines) for lines in rows.values()) <= 3, text
+    assert "Awaited?" not in text
+    assert "[awaited" in text

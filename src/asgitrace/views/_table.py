@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from rich import box
 from rich.console import Console, ConsoleOptions, Group, RenderResult
@@ -57,8 +57,8 @@ class ExecutionTable:
             steps = steps[first - 1 : last]
         look = _Look(console, ascii_only=self.ascii or options.ascii_only)
         # The tutorial's columns need ~120 cells; narrower, one word a line is no table.
-        build = _wide_table if options.max_width >= 120 else _narrow_table
-        table = build(steps, look, options)
+        wide = _wide_table(steps, look, options) if options.max_width >= 120 else None
+        table = wide or _narrow_table(steps, look, options)
         captions = []
         if self.rows is not None and len(steps) < total:
             captions.append(
@@ -116,8 +116,14 @@ def _fixed_room(width: int, fixed: list[tuple[str, list[str]]]) -> int:
     return width - used - GAP * len(fixed)
 
 
-def _wide_table(steps: list[Step], look: _Look, options: ConsoleOptions) -> Table:
-    """The tutorial's eight columns, for a console of 120 cells or more."""
+MIN_ACTION: Final = 22
+"""The narrowest Action column of the wide table; narrower, the narrow layout reads better."""
+
+
+def _wide_table(steps: list[Step], look: _Look, options: ConsoleOptions) -> Table | None:
+    """The tutorial's eight columns, for a console of 120 cells or more; ``None`` when
+    they would squeeze the action into a tower (a long place in the states, say) on a
+    console under 160 cells, where the narrow layout says the same in fewer lines."""
     width = options.max_width
     fixed = [
         ("Step", [str(step.number) for step in steps]),
@@ -136,6 +142,8 @@ def _wide_table(steps: list[Step], look: _Look, options: ConsoleOptions) -> Tabl
         columns = [[_shortened(cell, steps) for cell in column] for column in columns]
     room = _fixed_room(width, fixed)
     widths = _flexible_widths(header, columns, room, [3, 2, 2, 2]) if steps else None
+    if steps and width < 160 and (widths is None or widths[0] < MIN_ACTION):
+        return None
     table = Table(
         box=look.box(options),
         show_edge=False,

@@ -96,11 +96,9 @@ def place(file: object, line: object, width: int = PLACE_WIDTH) -> str:
         return ""
     path = short_path(str(file))
     parts = path.replace(os.sep, "/").split("/")
-    while len(parts) > 1 and len("/".join(parts)) > width:
+    while len(parts) > 1 and len(path) > width:
         parts = parts[1:]
         path = "…/" + "/".join(parts)
-        if len(path) <= width:
-            break
     return f"{path}:{line}"
 
 
