@@ -1064,3 +1064,34 @@ def test_a_long_place_at_120_columns_merges_columns_rather_than_squeeze_the_acti
     assert max(len(lines) for lines in rows.values()) <= 3, text
     assert "Awaited?" not in text
     assert "[awaited" in text
+
+
+@pytest.mark.parametrize("breaker", ["blocked", None])
+def test_a_stream_cut_by_a_block_or_never_ended_keeps_each_chunk(breaker: str | None) -> None:
+    """The streamed-body fold needs the send that ends the body, and nothing between
+    that must stay a row (a block): the chunks before a block stay rows of their own
+    (those after it may fold), and a body never ended folds not at all."""
+    import dataclasses
+
+    from asgitrace.views._fold import fold_steps
+
+    def send(number: int, after: str, before: str = "Body chunk ready") -> Any:
+        step = _step(number, "sent", before=before, body_bytes=10)
+        return dataclasses.replace(step, after=after, awaited=False)
+
+    part = "Part of the response sent"
+    steps = [send(1, part, before="Response ready")]
+    for n in range(2, 24, 2):  # over the 15-row budget, so the folds run
+        steps += [_step(n, "await", task="Task-2"), send(n + 1, part)]
+    if breaker:
+        steps.insert(5, _step(90, breaker))
+        steps.append(send(99, "Response sent to client"))
+    folded = fold_steps(steps, "Task-1")
+    actions = [step.action for step in folded]
+    assert "sent 3" in actions
+    assert "sent 5" in actions
+    kinds = [step.kind for step in folded]
+    if breaker:
+        assert kinds.index("stream") > kinds.index("blocked")
+    else:
+        assert "stream" not in kinds

@@ -58,7 +58,7 @@ class ExecutionTable:
         look = _Look(console, ascii_only=self.ascii or options.ascii_only)
         # The tutorial's columns need ~120 cells; narrower, one word a line is no table.
         wide = _wide_table(steps, look, options) if options.max_width >= 120 else None
-        table = wide or _narrow_table(steps, look, options)
+        table = wide if wide is not None else _narrow_table(steps, look, options)
         captions = []
         if self.rows is not None and len(steps) < total:
             captions.append(
