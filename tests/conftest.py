@@ -149,7 +149,7 @@ _BLOCKS_BY_CONTRACT = frozenset(
         "Offload.flush",
         "Offload.close",
         "log_failure",
-        "_short_path",
+        "short_path",
         "source_line",
         "blocking_app.<locals>.wait_endpoint",
     }

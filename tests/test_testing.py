@@ -597,7 +597,9 @@ def test_paths_on_another_drive_stay_absolute(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(os.path, "relpath", relpath)
 
-    assert testing._short_path("Z:\\app.py") == "Z:\\app.py"
+    from asgitrace.views import short_path
+
+    assert short_path("Z:\\app.py") == "Z:\\app.py"
 
 
 def test_testing_imports_no_test_framework_or_client() -> None:

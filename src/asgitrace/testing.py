@@ -18,7 +18,6 @@ The pytest plugin (``asgitrace.pytest_plugin``) builds its fixtures and its
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeAlias
@@ -253,18 +252,11 @@ def _location(event: Event) -> str:
     file = event.get("file")
     if not file:
         return "an unknown line"
-    text = f"{_short_path(str(file))}:{event.get('line')}"
+    from .views import short_path  # the views' one rule for places (rich loads lazily)
+
+    text = f"{short_path(str(file))}:{event.get('line')}"
     function = event.get("function")
     return f"{text} in {function}" if function else text
-
-
-def _short_path(path: str) -> str:
-    """*path* relative to the working directory when it lies below it, else unchanged."""
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:  # another drive (Windows)
-        return path
-    return path if relative.startswith(os.pardir) else relative
 
 
 def _detail(

@@ -10,7 +10,7 @@ import httpx
 from fastapi import FastAPI
 
 from asgitrace import Trace, TraceMiddleware, Tracer
-from asgitrace.views import execution_steps, key_moments
+from asgitrace.views import execution_steps, key_moments, place
 
 
 def _app() -> tuple[FastAPI, Tracer, asyncio.Event]:
@@ -50,9 +50,8 @@ async def test_the_victim_names_the_request_and_line_that_held_the_loop() -> Non
     assert blocker["duration_ns"] >= 100_000_000
     assert str(blocker["file"]).endswith("test_victims.py")
     [loop_row] = [s for s in execution_steps(victim) if "blocking the loop" in s.action]
-    assert (
-        f"GET /slow (trace {culprit.id}) blocking the loop at test_victims.py:" in loop_row.action
-    )
+    where = place(__file__, blocker["line"])  # as the views write places (issue 18)
+    assert f"GET /slow (trace {culprit.id}) blocking the loop at {where}" in loop_row.action
     assert any("GET /slow" in m and "blocking the loop" in m for m in key_moments(victim))
     data = json.loads(json.dumps(victim.to_dict()))
     assert "blocked_by" in json.dumps(data)

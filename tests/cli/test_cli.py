@@ -437,7 +437,7 @@ class TestTrace:
         assert "Timeline" in out
         assert "Summary · 2 requests in " in out
         assert f"cliapp.py:{BLOCK_LINE}   time.sleep(0.03)" in out
-        assert f" ms at cliapp.py:{BLOCK_LINE}" in out  # "blocked 30.1 ms at ..." (slowest)
+        assert f"/project/cliapp.py:{BLOCK_LINE}" in out  # "blocked 30.1 ms at ..." (slowest)
 
     def test_many_requests_show_a_summary_and_only_the_slowest_in_full(
         self, app_dir: str, capsys: pytest.CaptureFixture[str]
@@ -945,7 +945,7 @@ class TestServe:
         assert lines[1].endswith(" · no blocking")
         assert " GET  /block?token=[redacted]&page=2 200 " in lines[2]
         assert " · no waits · blocked " in lines[2]
-        assert lines[2].endswith(f" at cliapp.py:{BLOCK_LINE}")
+        assert lines[2].endswith(f" at …/project/cliapp.py:{BLOCK_LINE}")
         assert lines[3] == f"Stopped after 2 requests; 2 written to {jsonl}."
         assert [t.path for t in exporters.read_jsonl(jsonl, strict=True)] == ["/wait", "/block"]
 
@@ -1252,7 +1252,7 @@ def test_trace_stats_count_real_waits_and_the_longest_block() -> None:
         status=None,
     )
 
-    assert trace_stats(made) == TraceStats(1, 1_000, 400, "a.py:3")
+    assert trace_stats(made) == TraceStats(1, 1_000, 400, "/app/a.py:3")  # outside the cwd
 
 
 def test_summary_headline_names_outcomes_and_the_markdown_lists_blocking() -> None:
@@ -1268,7 +1268,7 @@ def test_summary_headline_names_outcomes_and_the_markdown_lists_blocking() -> No
     markdown = summary_markdown(summarize([blocked, fine], elapsed_s=0.0))
 
     assert markdown.startswith("# Summary\n\n2 requests · status 200 (1), — (1) · 1 failed\n")
-    assert "| `a.py:3` | `x \\| y` | 1 | 1 | 3.0 ms | 3.0 ms |" in markdown
+    assert "| `/a.py:3` | `x \\| y` | 1 | 1 | 3.0 ms | 3.0 ms |" in markdown
 
 
 def test_lifespan_that_never_answers_is_an_error_and_one_that_hangs_on_shutdown_is_cut() -> None:
@@ -1371,3 +1371,16 @@ def test_a_port_that_is_not_a_number_is_a_usage_error(capsys: pytest.CaptureFixt
         cli.main(["serve", "cliapp:app", "--port", "http"])
 
     assert "expected a port from 0 to 65535, got 'http'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("form", ["markdown", "html"])
+def test_all_reaches_the_markdown_page_and_the_html_report(
+    form: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 19: ``--all`` unfolded the terminal tables only."""
+    streaming = Path(__file__).parents[1] / "views" / "goldens" / "streaming.json"
+    chunk = "Send response body (10 B, more to come)"
+    assert cli.main(["show", str(streaming), "--format", form]) == 0
+    assert chunk not in capsys.readouterr().out
+    assert cli.main(["show", str(streaming), "--format", form, "--all"]) == 0
+    assert chunk in capsys.readouterr().out

@@ -130,9 +130,26 @@ async def test_a_30_ms_sleep_is_a_30000_us_wait_slice(make_app: Any) -> None:
     [thread] = of_phase(events, "M", name="thread_name")
     assert thread["args"]["name"] == f"{trace.task.name} (request)"
     instants = [e["name"] for e in of_phase(events, "i")]
-    assert instants[0] == "received GET /wait"
-    assert "sent http.response.start 200" in instants
-    assert instants[-1] == "completed"
+    assert instants[0].startswith("received: GET /wait")
+    assert "sent: http.response.start, 200" in instants
+    assert instants[-1] == "completed: status 200"
+
+
+async def test_instants_are_named_as_the_event_table_describes_them(make_app: Any) -> None:
+    """Issue 17: the Perfetto instants and the event table described events with two
+    functions that disagreed; they now share `asgitrace.views.describe_event`."""
+    from asgitrace.views import describe_event
+
+    [trace] = await traces_of(make_app, "/wait")
+    instants = [e["name"] for e in of_phase(check_chrome_trace(to_perfetto(trace)), "i")]
+    kinds = {"received", "sent", "entered", "returned", "completed"}
+    expected = [
+        f"{e.kind.value}: {describe_event(e)}" if describe_event(e) else e.kind.value
+        for e in trace.events
+        if e.kind.value in kinds
+    ]
+    assert instants == expected
+    assert any(name.startswith("entered: ") for name in instants)
 
 
 async def test_a_blocking_step_is_a_slice_inside_its_running_step(make_app: Any) -> None:

@@ -94,3 +94,35 @@ def test_folded_tables_stay_short_and_the_reference_keeps_six_rows() -> None:
     assert len(variable_tracker(traces["reference"]).columns) == 5
     assert len(execution_steps(traces["twelve_awaits"])) <= 15
     assert len(variable_tracker(traces["twelve_awaits"]).columns) <= 6
+
+
+def test_a_streamed_body_is_one_row_between_the_first_and_last_sends() -> None:
+    """Issue 19: a streaming response folded to 16 rows, one per chunk and per await of
+    its generator. Its body chunks between the response's start and its end now read
+    as one row with their count, bytes and time; the first and last sends stay."""
+    from asgitrace.views import execution_steps
+
+    steps = execution_steps(_traces()["streaming"])
+    actions = [step.action for step in steps]
+    assert len(steps) <= 12, actions
+    stream = [step for step in steps if step.kind == "stream"]
+    assert len(stream) == 1, actions
+    assert stream[0].action == "Stream the response body: sent 2 chunks, 20 B, over 14.5 ms"
+    assert any(a.startswith("ASGI server sends response (200") for a in actions)
+    assert "Send response body (0 B)" in actions
+    assert not any("more to come" in a for a in actions)
+    everything = execution_steps(_traces()["streaming"], detail="all")
+    assert sum("more to come" in step.action for step in everything) == 2
+
+
+def test_html_and_markdown_show_every_row_with_detail_all() -> None:
+    """Issue 19: ``--all`` / ``detail="all"`` reached the terminal tables only; the HTML
+    report and the markdown page stayed folded."""
+    from asgitrace.views import explain, to_html
+
+    streaming = _traces()["streaming"]
+    chunk = "Send response body (10 B, more to come)"
+    assert chunk not in to_html(streaming)
+    assert chunk in to_html(streaming, detail="all")
+    assert chunk not in explain(streaming)
+    assert chunk in explain(streaming, detail="all")

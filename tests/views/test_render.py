@@ -302,7 +302,7 @@ async def test_real_blocking_variant_marks_the_block() -> None:
     steps = execution_steps(trace)
     [blocked] = [s for s in steps if s.mark == "blocked"]
     assert blocked.action.startswith("Block the event loop for ")
-    assert "time.sleep(0.08) (test_render.py:" in blocked.action
+    assert "time.sleep(0.08) (tests/views/test_render.py:" in blocked.action
     assert [s.kind for s in steps].index("blocked") < [s.kind for s in steps].index("sent")
     text = render(ExecutionTable(trace), width=120)
     assert "⚠ Block the event" in text
@@ -421,7 +421,10 @@ async def test_body_stream_and_thread_rows_read_as_sentences() -> None:
     assert "Receive http.request (1.9 MiB)" in actions
     stream_actions = [s.action for s in execution_steps(stream)]
     assert any(a.startswith("ASGI server sends response (200") for a in stream_actions)
-    assert any(a.startswith("Send response body (10 B, more to come)") for a in stream_actions)
+    every_row = [s.action for s in execution_steps(stream, detail="all")]
+    assert any(a.startswith("Send response body (10 B, more to come)") for a in every_row)
+    if len(every_row) > 15:  # folded by default: the chunks between first and last send
+        assert any(a.startswith("Stream the response body: sent ") for a in stream_actions)
     sync_steps = execution_steps(sync)
     thread_rows = [s for s in sync_steps if s.kind == "thread"]
     assert thread_rows[0].action == "Run sync_endpoint in a worker thread"
@@ -670,25 +673,21 @@ def test_blocking_variant_golden() -> None:
     expected = dedent(
         """\
         Execution table · GET /block → 200 in 1.002 s · completed
-                                                                   State Before →
-        Step    At ms   Action                          Awaited?   After                 Output
+                        Action
+        Step    At ms     State Before → After                                   Output
         ────────────────────────────────────────────────────────────────────────────────────────────────────
-           1      0.0   Request received by ASGI        No         No active task for    None
-                        server (GET /block)                        this request →
-                                                                   Start async
-                                                                   endpoint
-           2      0.6   Enter async function            No         Function start →      None
-                        block_endpoint                             Block the event
-                                                                   loop
-           3      0.6   ⚠ Block the event loop for      No         Function running →    None
-                        1.002 s: time.sleep(1)                     Nothing else could
-                        (app.py:13)                                run meanwhile
-           4   1001.0   Return from block_endpoint      No         Function finishing    {'message': 'Done
-                                                                   → Return response     waiting'}
-                                                                   dict
-           5   1001.5   ASGI server sends response      No         Response ready →      HTTP 200 with JSON
-                        (200, 27 B)                                Response sent to
-                                                                   client"""
+           1      0.0   Request received by ASGI server (GET /block)             None
+                          No active task for this request → Start async
+                          endpoint
+           2      0.6   Enter async function block_endpoint                      None
+                          Function start → Block the event loop
+           3      0.6   ⚠ Block the event loop for 1.002 s: time.sleep(1)        None
+                        (app.py:13)
+                          Function running → Nothing else could run meanwhile
+           4   1001.0   Return from block_endpoint                               {'message': 'Done waiting'}
+                          Function finishing → Return response dict
+           5   1001.5   ASGI server sends response (200, 27 B)                   HTTP 200 with JSON
+                          Response ready → Response sent to client"""
     )
     assert render(ExecutionTable(blocking), width=100) == expected
     expected = dedent(
@@ -708,39 +707,36 @@ def test_child_task_and_watched_variables_golden() -> None:
     expected = dedent(
         """\
         Execution table · GET /items → 200 in 30.0 ms · completed
-        Step   At ms   Action                         Awaited?   State Before → After     Output
+                       Action
+        Step   At ms     State Before → After                                    Output
         ────────────────────────────────────────────────────────────────────────────────────────────────────
-           1     0.0   Request received by ASGI       No         No active task for       None
-                       server (GET /items)                       this request → Start
-                                                                 async endpoint
-           2     0.5   Enter async function items     No         Function start → Hit     None
-                                                                 await
-                                                                 asyncio.create_task(…)
-           3     0.6   Await asyncio.create_task(…)   Yes        items paused at          None
-                                                                 app.py:22 → Yield
-                                                                 control to event loop
-           4     0.6   Event loop runs other tasks    Yes        asyncio.create_task(…)   None
-                       (2 steps of 1 task) [20.5                 pending →
-                       ms]                                       asyncio.create_task(…)
-                                                                 completes after 20.5
-                                                                 ms
-           5     0.7   [Task-2] Start child task      No         Parent task running →    None
-                       count() (from Task-1)                     Child task scheduled
-                                                                 on the loop
-           6     0.8   [Task-2] Await                 Yes        count paused at          None
-                       asyncio.sleep(0.02)                       app.py:16 → Yield
-                                                                 control to event loop
-           7    20.9   [Task-2] Resume count after    No         Sleep done → Finish      None
-                       await (waited 20.1 ms, lag                the child task
+           1     0.0   Request received by ASGI server (GET /items)              None
+                         No active task for this request → Start async
+                         endpoint
+           2     0.5   Enter async function items                                None
+                         Function start → Hit await asyncio.create_task(…)
+           3     0.6   Await asyncio.create_task(…) [awaited]                    None
+                         items paused at app.py:22 → Yield control to event
+                         loop
+           4     0.6   Event loop runs other tasks (2 steps of 1 task)           None
+                       [awaited 20.5 ms]
+                         asyncio.create_task(…) pending →
+                         asyncio.create_task(…) completes after 20.5 ms
+           5     0.7   [Task-2] Start child task count() (from Task-1)           None
+                         Parent task running → Child task scheduled on the
+                         loop
+           6     0.8   [Task-2] Await asyncio.sleep(0.02) [awaited]              None
+                         count paused at app.py:16 → Yield control to event
+                         loop
+           7    20.9   [Task-2] Resume count after await (waited 20.1 ms, lag    None
                        150 µs)
-           8    21.0   [Task-2] Child task            No         Child task running →     None
-                       completed                                 Child task finished
-           9    21.1   Resume items after await       No         asyncio.create_task(…)   {'item': 'book',
-                       (waited 20.5 ms)                          done → Return response   'total': 3}
-                                                                 dict
-          10    21.5   ASGI server sends response     No         Response ready →         HTTP 200 with JSON
-                       (200, 28 B)                               Response sent to
-                                                                 client"""
+                         Sleep done → Finish the child task
+           8    21.0   [Task-2] Child task completed                             None
+                         Child task running → Child task finished
+           9    21.1   Resume items after await (waited 20.5 ms)                 {'item': 'book', 'total':
+                         asyncio.create_task(…) done → Return response dict      3}
+          10    21.5   ASGI server sends response (200, 28 B)                    HTTP 200 with JSON
+                         Response ready → Response sent to client"""
     )
     assert render(ExecutionTable(child), width=100) == expected
     expected = dedent(
@@ -967,3 +963,135 @@ def test_a_narrow_tracker_keeps_the_wait_before_the_return() -> None:
     )
     text = render(VariableTracker(trace), width=80)
     assert "(awaiting)" in text.split()
+
+
+def _rows_of(text: str) -> dict[int, list[str]]:
+    """The lines of each step of a rendered execution table, by step number."""
+    rows: dict[int, list[str]] = {}
+    current = 0
+    for line in text.splitlines()[3:]:
+        number = line[:5].strip()
+        if number.isdigit():
+            current = int(number)
+        if current:
+            rows.setdefault(current, []).append(line)
+    return rows
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_a_narrow_execution_table_merges_columns_instead_of_building_towers(width: int) -> None:
+    """Issue 19: under 120 columns the states wrapped one word a line and under 100
+    the Awaited? column went (steps of six lines, ten-cell columns). A step now reads
+    in a few lines of a wide cell, and an awaited step still says so (in its action)."""
+    text = render(ExecutionTable(reference_trace()), width=width)
+    rows = _rows_of(text)
+    assert sorted(rows) == [1, 2, 3, 4, 5, 6]
+    assert max(len(lines) for lines in rows.values()) <= 4, text
+    awaited = [n for n, lines in rows.items() if "[awaited" in " ".join(lines)]
+    assert awaited == [3, 4], text
+    step3 = " ".join(" ".join(rows[3]).split())
+    assert "wait_endpoint paused at app.py:8 → Yield control to event loop" in step3
+    assert max(len(line) for line in text.splitlines()) <= width
+
+
+def _same_named_files_trace(root: str) -> Trace:
+    """A request that awaits in ``app/api/routes/tags.py`` and blocks in
+    ``app/db/repositories/tags.py`` (two files named ``tags.py``)."""
+    routes, repositories = f"{root}/app/api/routes/tags.py", f"{root}/app/db/repositories/tags.py"
+    data = reference_trace().to_dict()
+    for event in data["events"]:
+        if event["fields"].get("file"):
+            event["fields"]["file"] = routes
+            event["fields"]["line"] = 17
+    data["events"].insert(
+        5,
+        _event(
+            55,
+            1_001_250,
+            "blocked",
+            duration_ns=120_000_000,
+            file=repositories,
+            line=9,
+            code="time.sleep(0.12)",
+            function="list_tags",
+            started_ns=1_000_000_000 + 881_250_000,
+        ),
+    )
+    return Trace.from_dict(data)
+
+
+def test_places_are_paths_from_the_working_directory(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18: "tags.py:17" and "tags.py:9" side by side named two different files.
+    The tables, key moments and summary now name them from the working directory."""
+    from asgitrace.views import SummaryView, summarize
+
+    monkeypatch.chdir(tmp_path)
+    trace = _same_named_files_trace(str(tmp_path))
+    text = render(ExecutionTable(trace), width=120) + render(KeyMoments(trace), width=120)
+    text += render(SummaryView(summarize([trace]), blocking_threshold=0.1), width=120)
+    flat = " ".join(text.split())
+    assert "app/api/routes/tags.py:17" in flat, text
+    assert "app/db/repositories/tags.py:9" in flat, text
+    assert " tags.py:" not in flat, text
+    assert "(tags.py:" not in flat, text
+
+
+def test_a_place_outside_the_working_directory_is_shortened_from_the_left() -> None:
+    from asgitrace.views import place
+
+    long = "/usr/lib/python3.11/site-packages/asgitrace/cli/_demo.py"
+    assert place(long, 24) == "…/asgitrace/cli/_demo.py:24"
+    assert place("app.py", 8) == "app.py:8"
+    assert place("", 8) == ""
+
+
+def test_a_shortened_place_fits_its_width_with_the_ellipsis() -> None:
+    from asgitrace.views import place
+
+    shortened = place("/elsewhere/views/src/asgitrace/cli/_demo.py", 24)
+    assert shortened == "…/src/asgitrace/cli/_demo.py:24"
+    assert place("/a/" + "x" * 40 + ".py", 1) == "…/" + "x" * 40 + ".py:1"  # the name stays whole
+
+
+def test_a_long_place_at_120_columns_merges_columns_rather_than_squeeze_the_action() -> None:
+    """A place of ~30 cells in State Before left the wide table's Action 17 cells: five
+    lines a step. Under 160 columns such a table takes the narrow layout instead."""
+    trace = _same_named_files_trace("/outside/the/working/directory/project")
+    text = render(ExecutionTable(trace), width=120)
+    rows = _rows_of(text)
+    assert max(len(lines) for lines in rows.values()) <= 3, text
+    assert "Awaited?" not in text
+    assert "[awaited" in text
+
+
+@pytest.mark.parametrize("breaker", ["blocked", None])
+def test_a_stream_cut_by_a_block_or_never_ended_keeps_each_chunk(breaker: str | None) -> None:
+    """The streamed-body fold needs the send that ends the body, and nothing between
+    that must stay a row (a block): the chunks before a block stay rows of their own
+    (those after it may fold), and a body never ended folds not at all."""
+    import dataclasses
+
+    from asgitrace.views._fold import fold_steps
+
+    def send(number: int, after: str, before: str = "Body chunk ready") -> Any:
+        step = _step(number, "sent", before=before, body_bytes=10)
+        return dataclasses.replace(step, after=after, awaited=False)
+
+    part = "Part of the response sent"
+    steps = [send(1, part, before="Response ready")]
+    for n in range(2, 24, 2):  # over the 15-row budget, so the folds run
+        steps += [_step(n, "await", task="Task-2"), send(n + 1, part)]
+    if breaker:
+        steps.insert(5, _step(90, breaker))
+        steps.append(send(99, "Response sent to client"))
+    folded = fold_steps(steps, "Task-1")
+    actions = [step.action for step in folded]
+    assert "sent 3" in actions
+    assert "sent 5" in actions
+    kinds = [step.kind for step in folded]
+    if breaker:
+        assert kinds.index("stream") > kinds.index("blocked")
+    else:
+        assert "stream" not in kinds

@@ -136,10 +136,10 @@ def text_report(
             from ..views import to_html
         except ImportError as exc:  # pragma: no cover - only in builds without the page
             raise CliError("--format html is not available in this version") from exc
-        return to_html(traces)
+        return to_html(traces, detail=_detail(args))
     # markdown: the explain page of each trace, or a summary and the slowest
     shown = list(traces) if len(traces) <= FEW else slowest_of(traces, args.slowest)
-    pages = [explain(t) for t in shown]
+    pages = [explain(t, detail=_detail(args)) for t in shown]
     if summary is not None:
         text = summary_markdown(summary.summary, blocking_threshold=summary.blocking_threshold)
         pages.insert(0 if len(traces) > FEW else len(pages), text)

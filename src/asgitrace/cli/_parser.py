@@ -80,8 +80,9 @@ def _output_arguments(parser: argparse.ArgumentParser) -> None:
         "--all",
         action="store_true",
         dest="all_rows",
-        help="every row of the execution table and every column of the variable tracker "
-        "(by default a long request is folded to about 15 rows and 4 tracker steps)",
+        help="every row of the execution table and every column of the variable tracker, "
+        "in tables, markdown and html (by default a long request is folded to about 15 "
+        "rows and 4 tracker steps)",
     )
 
 

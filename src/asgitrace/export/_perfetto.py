@@ -1,7 +1,8 @@
 """Perfetto (Chrome trace-event format): traces as tracks of slices, one track per task.
 
 Open the file in https://ui.perfetto.dev or ``chrome://tracing``. A pure function of
-finished traces; only the standard library is used.
+finished traces, with the standard library and the views' `describe_event` (the
+event table's words) for the instants' names.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from ..trace import SCHEMA_VERSION, TERMINAL_KINDS, Trace, request_label
+from ..trace import SCHEMA_VERSION, TERMINAL_KINDS, Event, Trace, request_label
+from ..views import describe_event
 from ._json import StrPath, open_private
 
 __all__ = ["to_perfetto", "write_perfetto"]
@@ -127,21 +129,10 @@ def _request_label(trace: Trace) -> str:
     return f"{label} ({', '.join(parts)})" if parts else label
 
 
-def _describe(kind: str, fields: Mapping[str, Any]) -> str:
-    if kind == "received" and "path" in fields:
-        return f"received {fields.get('method', fields.get('type', ''))} {fields['path']}"
-    if kind in ("received", "sent", "disconnected"):
-        text = f"{kind} {fields.get('type', '')}"
-        if "status" in fields:
-            text += f" {fields['status']}"
-        if "body_bytes" in fields:
-            text += f" ({fields['body_bytes']} B)"
-        return text
-    if kind in ("entered", "returned") and fields.get("function"):
-        return f"{kind} {fields['function']}"
-    if kind == "failed" and fields.get("exception"):
-        return f"failed: {fields['exception']}"
-    return kind
+def _instant_name(event: Event) -> str:
+    """``sent: http.response.start, 200``: the kind, then the views' description."""
+    details = describe_event(event)
+    return f"{event.kind.value}: {details}" if details else event.kind.value
 
 
 class _Slice:
@@ -232,8 +223,8 @@ class _PerfettoTrace:
                 | {"dropped": data["dropped"]},
             )
         )
-        for event in data["events"]:
-            self.event(event)
+        for event, raw in zip(trace.events, data["events"], strict=True):
+            self.event(raw, _instant_name(event))
         for track in self.tracks.values():
             track.run_until(trace.end_ns)
             track.wait_until(trace.end_ns, {"unfinished": True})
@@ -261,7 +252,7 @@ class _PerfettoTrace:
     def meta(self, name: str, tid: int, args: dict[str, Any]) -> None:
         self.out.append({"ph": "M", "name": name, "pid": self.pid, "tid": tid, "args": args})
 
-    def event(self, event: Mapping[str, Any]) -> None:
+    def event(self, event: Mapping[str, Any], name: str) -> None:
         tid, track = self.track(event["task"])
         kind: str = event["kind"]
         t: int = event["t_ns"]
@@ -292,7 +283,7 @@ class _PerfettoTrace:
                 {
                     "ph": "i",
                     "s": "t",
-                    "name": _describe(kind, fields),
+                    "name": name,
                     "cat": kind,
                     "ts": self.us(t),
                     "pid": self.pid,

@@ -6,6 +6,7 @@ Pure functions of finished traces (`asgitrace.trace`); nothing here imports capt
 
 from __future__ import annotations
 
+from ._describe import describe_event
 from ._explain import explain
 from ._html import to_html, write_html
 from ._render import (
@@ -20,7 +21,7 @@ from ._render import (
 from ._stats import TraceStats, request_line, trace_stats
 from ._steps import Detail, Step, execution_steps
 from ._summary import SummaryView, summarize, summary_markdown
-from ._text import fmt_duration, printable
+from ._text import fmt_duration, place, printable, short_path
 from ._timeline import Lane, key_moments, timeline_lanes
 from ._tracker import Tracker, variable_tracker
 
@@ -36,14 +37,17 @@ __all__ = [
     "TraceStats",
     "Tracker",
     "VariableTracker",
+    "describe_event",
     "execution_steps",
     "explain",
     "fmt_duration",
     "key_moments",
+    "place",
     "print_trace",
     "printable",
     "render_trace",
     "request_line",
+    "short_path",
     "summarize",
     "summary_markdown",
     "timeline_lanes",

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import inspect
 import linecache
-import os
 from typing import TYPE_CHECKING
 
 from ..trace import request_label
 from ._markdown import md_table
-from ._steps import execution_steps
-from ._text import fmt_duration, short_name
+from ._steps import Detail, execution_steps
+from ._text import fmt_duration, short_name, short_path
 from ._timeline import key_moments
 from ._tracker import variable_tracker
 
@@ -39,15 +38,16 @@ def _source(trace: Trace) -> list[str]:
     text = "".join(lines[start : first - 1]) + "".join(block)
     indent = min((len(x) - len(x.lstrip()) for x in text.splitlines() if x.strip()), default=0)
     body = "\n".join(x[indent:] for x in text.rstrip().splitlines())
-    return [f"`{os.path.basename(file)}`, line {first}:", "", "```python", body, "```", ""]
+    return [f"`{short_path(file)}`, line {first}:", "", "```python", body, "```", ""]
 
 
-def explain(trace: Trace) -> str:
+def explain(trace: Trace, *, detail: Detail = False) -> str:
     """Return a markdown page explaining what the event loop did for *trace*.
 
     The page follows the tutorial: the concept flow of this request, the endpoint's
     source, the execution table, the variable tracker and the key moments. Every line
-    comes from the trace.
+    comes from the trace. ``detail="all"`` (``--all``) lists every row and tracker
+    column, as it does for the terminal tables; a long request is folded by default.
 
     .. versionadded:: 0.1
     """
@@ -61,7 +61,7 @@ def explain(trace: Trace) -> str:
         + (f" with HTTP {trace.status}" if trace.status is not None else "")
         + "."
     )
-    steps = execution_steps(trace)
+    steps = execution_steps(trace, detail=detail)
     lines = [title, "", summary, "", "## Concept flow", ""]
     lines.extend(f"{s.number}. {s.action}" for s in steps)
     lines.append("")
@@ -86,7 +86,7 @@ def explain(trace: Trace) -> str:
             ],
         )
     )
-    tracker = variable_tracker(trace, steps)
+    tracker = variable_tracker(trace, steps, detail=detail)
     lines.extend(["", "## Variable tracker", ""])
     lines.extend(
         md_table(["Variable", *tracker.columns], [[name, *values] for name, values in tracker.rows])

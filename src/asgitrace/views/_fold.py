@@ -1,9 +1,12 @@
 """Folding the execution table to a size a person reads: the steps of a long request
 folded under the line of the user's code that caused them.
 
-Three folds, each only when the table is longer than `ROW_BUDGET` rows (a short
+Four folds, each only when the table is longer than `ROW_BUDGET` rows (a short
 request, like the tutorial's, keeps every row):
 
+0. a streamed body (its chunks and the awaits of its generator between them) becomes
+   one row with the count, bytes and time, between the response's first send and its
+   last, which stay;
 1. consecutive rows of other tasks (child tasks, a streaming body's task) become one
    row that counts them;
 2. consecutive waits on the same await expression (a loop of queries, the many
@@ -21,7 +24,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
-from ._text import fmt_duration
+from ._rows import ALL_SENT, CHUNK_READY, PART_SENT
+from ._text import fmt_bytes, fmt_duration
 
 if TYPE_CHECKING:
     from ._rows import Step
@@ -34,7 +38,9 @@ ROW_BUDGET: Final = 15
 """The most rows the default execution table shows before it folds."""
 
 _KEEP_MARKS: Final = frozenset({"blocked", "failed", "cancelled", "disconnected"})
-_KEEP_KINDS: Final = frozenset({"received", "entered", "sent", "returned", "failed", "blocked"})
+_KEEP_KINDS: Final = frozenset(
+    {"received", "entered", "sent", "returned", "failed", "blocked", "stream"}
+)
 _SUSPEND_KINDS: Final = frozenset({"await", "yield", "thread"})
 
 
@@ -54,11 +60,68 @@ def fold_steps(steps: Sequence[Step], request: str, budget: int = ROW_BUDGET) ->
     """*steps* folded to about *budget* rows (unchanged when they already fit)."""
     if len(steps) <= budget:
         return list(steps)
-    groups = _fold_other_tasks(steps, request)
+    groups = _fold_other_tasks(_fold_streamed_body(steps), request)
     groups = _fold_repeated_waits(groups, request)
     if sum(1 for g in groups for _ in g) > budget:
         groups = [[_one_row(g)] if _is_wait(g, request) else g for g in groups]
     return _renumber([step for group in groups for step in group])
+
+
+def _fold_streamed_body(steps: Sequence[Step]) -> list[Step]:
+    """*steps* with each streamed body between its first and last sends made one row.
+
+    A ``StreamingResponse`` sends a chunk per ``yield`` of its generator, and the
+    generator's awaits sit between them: two rows per chunk, which say no more than
+    "it streamed N chunks over T". The response's start and its last send stay rows.
+    """
+    out: list[Step] = []
+    i = 0
+    while i < len(steps):
+        step = steps[i]
+        out.append(step)
+        i += 1
+        if step.kind == "sent" and step.after == PART_SENT:
+            end = _stream_end(steps, i)
+            run = steps[i:end] if end is not None else []
+            if end is not None and sum(1 for s in run if _is_chunk(s)) >= 2:
+                out.append(_stream_row(run, steps[end]))
+                i = end
+    return out
+
+
+def _is_chunk(step: Step) -> bool:
+    return step.kind == "sent" and step.before == CHUNK_READY and step.after == PART_SENT
+
+
+def _stream_end(steps: Sequence[Step], start: int) -> int | None:
+    """The index of the send that ends the body streamed from *start*, or ``None``
+    when something that must stay a row (a block, a failure) comes first."""
+    for j in range(start, len(steps)):
+        step = steps[j]
+        if step.kind == "sent" and step.after == ALL_SENT:
+            return j
+        if not (_is_chunk(step) or _foldable(step)):
+            return None
+    return None
+
+
+def _stream_row(run: Sequence[Step], last: Step) -> Step:
+    chunks = [s for s in run if _is_chunk(s)]
+    sent = sum(s.body_bytes for s in chunks)
+    over = fmt_duration(last.offset_ns - run[0].offset_ns)
+    return dataclasses.replace(
+        chunks[0],
+        action=f"Stream the response body: sent {len(chunks)} chunks, {fmt_bytes(sent)},"
+        f" over {over}",
+        before="Response started",
+        after="Body streamed; the next send ends it",
+        offset_ns=run[0].offset_ns,
+        kind="stream",
+        mark="",
+        body_bytes=sent,
+        duration_ns=None,
+        covers=tuple(x for s in run for x in _flat(s)),
+    )
 
 
 def _fold_other_tasks(steps: Sequence[Step], request: str) -> list[list[Step]]:

@@ -28,7 +28,7 @@ from typing import Any, Final, TypeAlias
 from .._version import __version__
 from ..trace import Trace
 from ._html_timeline import STATE_NAMES, esc, method_of, status_class, timeline_html
-from ._steps import Step, execution_steps
+from ._steps import Detail, Step, execution_steps
 from ._text import fmt_duration
 from ._timeline import key_moments, timeline_lanes
 from ._tracker import variable_tracker
@@ -124,8 +124,8 @@ def _started(trace: Trace) -> str:
     return when.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
-def _request_html(n: int, trace: Trace, steps: Sequence[Step]) -> str:
-    tracker = variable_tracker(trace, steps)
+def _request_html(n: int, trace: Trace, steps: Sequence[Step], detail: Detail) -> str:
+    tracker = variable_tracker(trace, steps, detail=detail)
     status = trace.status if trace.status is not None else "no response"
     meta = [
         ("Took", fmt_duration(trace.duration_ns)),
@@ -208,6 +208,7 @@ def to_html(
     *,
     title: str = "asgitrace report",
     max_details: int = MAX_DETAILS,
+    detail: Detail = False,
 ) -> str:
     """Return one self-contained HTML page showing *traces*.
 
@@ -224,6 +225,8 @@ def to_html(
         max_details: How many requests get their tables in the page (the timeline shows
             all of them). Beyond it, requests that blocked the loop or failed come first,
             then the slowest.
+        detail: ``"all"`` (``--all``) for every row of each execution table and every
+            tracker column; a long request is folded by default, as in the terminal.
 
     Returns:
         The HTML document.
@@ -232,7 +235,7 @@ def to_html(
     """
     ordered = sorted([traces] if isinstance(traces, Trace) else traces, key=lambda t: t.start_ns)
     lanes = timeline_lanes(ordered)
-    steps = [execution_steps(trace) for trace in ordered]
+    steps = [execution_steps(trace, detail=detail) for trace in ordered]
     detailed = _detailed(ordered, max(max_details, 0))
     count = len(ordered)
     stats: list[tuple[str, str, str]] = [
@@ -254,7 +257,7 @@ def to_html(
         body.append(timeline_html(ordered, steps, lanes))
         body.append('<div class="selection" id="selection" aria-live="polite"></div>')
         body.extend(
-            _request_html(n, trace, steps[n - 1])
+            _request_html(n, trace, steps[n - 1], detail)
             for n, trace in enumerate(ordered, 1)
             if n - 1 in detailed
         )
@@ -319,6 +322,7 @@ def write_html(
     *,
     title: str = "asgitrace report",
     max_details: int = MAX_DETAILS,
+    detail: Detail = False,
 ) -> None:
     """Write `to_html` output to *path*, readable and writable by its owner only.
 
@@ -331,10 +335,11 @@ def write_html(
         path: The ``.html`` file to write.
         title: The page's title.
         max_details: How many requests get their tables (see `to_html`).
+        detail: ``"all"`` for every row (see `to_html`).
 
     .. versionadded:: 0.1
     """
-    text = to_html(traces, title=title, max_details=max_details)
+    text = to_html(traces, title=title, max_details=max_details, detail=detail)
     target = os.fspath(path)
     fd, temp = tempfile.mkstemp(
         dir=os.path.dirname(target) or ".", prefix=".asgitrace-", suffix=".html.tmp"

@@ -1,4 +1,4 @@
-"""rich renderables of traces; the only module that imports rich.
+"""rich renderables of traces (with `_table`, the execution table, and `_look`, their styles).
 
 Every renderable follows rich's console protocol and styles through theme names
 (``asgitrace.blocked`` ...) with a built-in fallback, so a user's own `Console` (with
@@ -9,19 +9,19 @@ for plain ASCII.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final
 
-from rich import box
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
-from rich.theme import Theme
 
-from ..trace import Event, EventKind, request_label
-from ._steps import Detail, Step, execution_steps
-from ._text import GAP, fit_widths, fmt_bytes, fmt_duration, short_expression
+from ._describe import describe_event
+from ._look import THEME, _box, _heading, _style, _t
+from ._steps import Detail, execution_steps
+from ._table import ExecutionTable
+from ._text import fit_widths, fmt_duration
 from ._timeline import key_moments, timeline_lanes
 from ._tracker import MAX_STEPS, variable_tracker
 
@@ -42,210 +42,6 @@ __all__ = [
     "render_events",
     "render_trace",
 ]
-
-_STYLES: Final[Mapping[str, str]] = {
-    "asgitrace.title": "bold",
-    "asgitrace.blocked": "bold red",
-    "asgitrace.failed": "bold red",
-    "asgitrace.cancelled": "yellow",
-    "asgitrace.disconnected": "yellow",
-    "asgitrace.child": "magenta",
-    "asgitrace.thread": "blue",
-    "asgitrace.loop": "dim",
-    "asgitrace.after": "dim italic",
-    "asgitrace.awaited": "cyan",
-    "asgitrace.running": "green",
-    "asgitrace.awaiting": "cyan",
-    "asgitrace.time": "dim",
-    "asgitrace.approx": "dim italic",
-}
-THEME: Final = Theme(dict(_STYLES))
-"""The default styles; pass ``Console(theme=asgitrace.THEME)`` or override any name."""
-
-
-_CONTROL: Final = {
-    code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if code != 0x0A
-}
-
-
-def _t(text: str, style: Style | str = "") -> Text:
-    """Text from a trace, shown literally: no rich markup, no terminal control characters.
-
-    Paths, headers and reprs come from clients and apps; ``[red]`` or ``\\x1b[2J`` in
-    them must not style or clear the reader's terminal.
-    """
-    return Text(text.translate(_CONTROL), style=style)
-
-
-def _style(console: Console, name: str) -> Style:
-    return console.get_style(f"asgitrace.{name}", default=_STYLES.get(f"asgitrace.{name}", ""))
-
-
-def _box(ascii_only: bool, options: ConsoleOptions) -> box.Box:
-    if ascii_only or options.ascii_only:
-        return box.ASCII
-    return box.SIMPLE_HEAD
-
-
-def _heading(trace: Trace) -> str:
-    method = request_label(trace)
-    status = trace.status if trace.status is not None else "-"
-    route = f" (route {trace.route})" if trace.route and trace.route != trace.path else ""
-    return (
-        f"{method} {trace.path}{route} → {status} in {fmt_duration(trace.duration_ns)}"
-        f" · {trace.outcome}"
-    )
-
-
-def _ms(ns: int | None) -> str:
-    return "" if ns is None else f"{ns / 1e6:.1f}"
-
-
-class ExecutionTable:
-    """The tutorial's execution table, from real execution: one row per step.
-
-    Columns: Step, At (ms from arrival), Took (ms), Action, State Before, Awaited?,
-    State After, Output. Blocked steps, child tasks, worker-thread work and work after
-    the response are marked. Narrower than 120 columns the two states share a column;
-    narrower than 100 the Awaited? column goes. ``rows=(first, last)`` shows only
-    those steps; ``detail="all"`` every step (a long request is folded by default).
-
-    .. versionadded:: 0.1
-    """
-
-    def __init__(
-        self,
-        trace: Trace,
-        *,
-        ascii: bool = False,
-        detail: Detail = False,
-        rows: tuple[int, int] | None = None,
-    ) -> None:
-        self.trace = trace
-        self.ascii = ascii
-        self.detail = detail
-        self.rows = rows
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield _t(f"Execution table · {_heading(self.trace)}", _style(console, "title"))
-        # The tutorial's six columns need ~120 cells; narrower, the two states share one
-        # column ("before → after") and the duration joins the action; under 100 the
-        # Awaited? column goes too (an awaited row's action says what it awaits).
-        width = options.max_width
-        wide = width >= 120
-        awaited_column = width >= 100
-        ascii_only = self.ascii or options.ascii_only
-        arrow = " -> " if ascii_only else " → "
-        steps = execution_steps(self.trace, detail=self.detail)
-        total = len(steps)
-        if self.rows is not None:  # only these rows (1-based, inclusive)
-            first, last = max(self.rows[0], 1), min(self.rows[1], total)
-            steps = steps[first - 1 : last]
-        fixed: list[tuple[str, list[Text | str]]] = [("Step", []), ("At ms", [])]
-        if wide:
-            fixed.append(("Took", []))
-        flexible: list[tuple[str, list[Text]]] = [("Action", [])]
-        if wide:
-            flexible += [("State Before", []), ("State After", [])]
-        else:
-            flexible.append((f"State Before{arrow}After", []))
-        flexible.append(("Output", []))
-        awaited_cells: list[Text | str] = []
-        for step in steps:
-            mark = step.mark
-            style = _style(console, mark) if mark else Style.null()
-            approx = ("~" if ascii_only else "≈") if step.approx else ""
-            took = fmt_duration(step.duration_ns) if step.duration_ns is not None else ""
-            action = _t(step.action, style)
-            if mark == "blocked":
-                action = _t(("!! " if ascii_only else "⚠ ") + step.action, style)
-            elif mark == "after":
-                action = _t("(after response) " + step.action, style)
-            if not wide and took and mark != "blocked":
-                action.append(f" [{took}]", style=_style(console, "time"))
-            fixed[0][1].append(str(step.number))
-            fixed[1][1].append(approx + _ms(step.offset_ns))
-            if wide:
-                fixed[2][1].append(took)
-            awaited_cells.append(
-                Text("Yes", style=_style(console, "awaited")) if step.awaited else "No"
-            )
-            flexible[0][1].append(action)
-            if wide:
-                flexible[1][1].append(_t(step.before))
-                flexible[2][1].append(_t(step.after))
-            else:
-                flexible[1][1].append(_t(step.before + arrow + step.after))
-            flexible[-1][1].append(_t(step.output))
-        fixed_width = sum(
-            max(len(name), *(len(str(cell)) for cell in cells)) for name, cells in fixed
-        ) + (len("Awaited?") if awaited_column else 0)
-        columns_fixed = len(fixed) + (1 if awaited_column else 0)
-        room = width - fixed_width - GAP * columns_fixed
-        header = [name for name, _ in flexible]
-        weights = [3 if name == "Action" else 2 for name in header]
-        if width < 160:  # a long await expression reads as name(…) rather than a tower
-            flexible = [(name, [_shortened(c, steps) for c in cells]) for name, cells in flexible]
-        widths = fit_widths(
-            header,
-            [[cells[i].plain for _, cells in flexible] for i in range(len(steps))],
-            room,
-            weights=weights,
-        )
-        table = Table(
-            box=_box(self.ascii, options),
-            show_edge=False,
-            pad_edge=False,
-            expand=widths is None and width <= 160,
-        )
-        table.add_column("Step", justify="right", no_wrap=True)
-        table.add_column("At ms", justify="right", no_wrap=True, style=_style(console, "time"))
-        if wide:
-            table.add_column("Took", justify="right", no_wrap=True, style=_style(console, "time"))
-        ratios = {"Action": 3, "Output": 2}
-        order = [name for name, _ in flexible]
-        names: list[str] = []
-        for i, (name, _) in enumerate(flexible):
-            if awaited_column and ((wide and name == "State After") or (not wide and i == 1)):
-                names.append("Awaited?")
-            names.append(name)
-        cells_of: dict[str, list[Text]] = dict(flexible)
-        width_of = dict(zip(order, widths, strict=True)) if widths is not None else {}
-        for name in names:
-            if name == "Awaited?":
-                table.add_column(name, no_wrap=True)
-            else:
-                w = width_of.get(name)
-                table.add_column(
-                    name, ratio=None if w else ratios.get(name, 2), overflow="fold", width=w
-                )
-        for i in range(len(steps)):
-            row: list[Text | str] = [cells[i] for _, cells in fixed]
-            row.extend(awaited_cells[i] if n == "Awaited?" else cells_of[n][i] for n in names)
-            table.add_row(*row)
-        captions = []
-        if self.rows is not None and len(steps) < total:
-            captions.append(
-                f"rows {steps[0].number}-{steps[-1].number} of {total}" if steps else ""
-            )
-        if self.trace.dropped:
-            captions.append(f"{self.trace.dropped} event(s) dropped (max_events)")
-        if any(captions):
-            table.caption = "; ".join(c for c in captions if c)
-        yield table
-
-
-def _shortened(text: Text, steps: list[Step]) -> Text:
-    """*text* with each long await expression of *steps* written ``name(…)``."""
-    plain = text.plain
-    for target in {x.target for step in steps for x in (*step.covers, step)}:
-        if target in plain:
-            short = short_expression(target)
-            if short != target:
-                plain = plain.replace(target, short)
-    if plain == text.plain:
-        return text
-    return Text(plain, style=text.style)
 
 
 class VariableTracker:
@@ -364,40 +160,6 @@ class Timeline:
             legend.append(glyphs[state], style=_style(console, state))
             legend.append(f" {name}   ")
         yield legend
-
-
-def describe_event(event: Event) -> str:
-    """A short human sentence for one raw event (used by the event table)."""
-    f: Mapping[str, Any] = event.fields
-    kind = event.kind
-    if kind is EventKind.RECEIVED and "path" in f:
-        version = f" HTTP/{f['http_version']}" if "http_version" in f else ""
-        return f"{str(f.get('method', f.get('type', ''))).upper()} {f['path']}{version}"
-    if kind in (EventKind.RECEIVED, EventKind.SENT, EventKind.DISCONNECTED):
-        parts = [str(f.get("type", ""))]
-        if "status" in f:
-            parts.append(str(f["status"]))
-        if "body_bytes" in f:
-            parts.append(fmt_bytes(f["body_bytes"]))
-        if "text_chars" in f:
-            parts.append(f"{f['text_chars']} chars")
-        if f.get("more_body"):
-            parts.append("more to come")
-        if "code" in f:
-            parts.append(f"code {f['code']}")
-        return ", ".join(parts)
-    if kind is EventKind.AWAITING:
-        where = f" at {f.get('function')} line {f.get('line')}" if f.get("function") else ""
-        return f"{f.get('target')}{where}"
-    if kind is EventKind.RESUMED:
-        return f"waited {fmt_duration(f.get('waited_ns'))}, lag {fmt_duration(f.get('lag_ns'))}"
-    if kind is EventKind.BLOCKED:
-        return f"{fmt_duration(f.get('duration_ns'))} at line {f.get('line')}: {f.get('code')}"
-    if kind is EventKind.FAILED:
-        return f"{f.get('exception')}" + (f" after {f['status']}" if f.get("status") else "")
-    if kind in (EventKind.COMPLETED, EventKind.CANCELLED):
-        return f"status {f['status']}" if f.get("status") is not None else ""
-    return ", ".join(f"{k}={v}" for k, v in f.items() if k not in ("stack", "file"))
 
 
 class EventTable:

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from ..trace import Trace
 
 __all__ = [
+    "ALL_SENT",
+    "CHUNK_READY",
+    "PART_SENT",
     "Row",
     "Step",
     "attach_return",
@@ -34,6 +37,11 @@ __all__ = [
     "sent_row",
     "wait_row",
 ]
+
+CHUNK_READY: Final = "Body chunk ready"
+"""The state before a ``sent`` row of response body only (what the folds look for)."""
+PART_SENT: Final = "Part of the response sent"
+ALL_SENT: Final = "Response sent to client"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +61,7 @@ class Step:
             ``cancelled``, ``disconnected``, ``loop``.
         task: The task it happened in.
         approx: The time is derived, not observed (``entered`` before Python 3.12).
+        body_bytes: The response body bytes a ``sent`` step carried (0 for others).
         covers: The steps a folded row stands for (empty for a row of its own); see
             `execution_steps`.
     """
@@ -70,6 +79,7 @@ class Step:
     approx: bool = False
     kind: str = ""
     target: str = ""
+    body_bytes: int = 0
     covers: tuple[Step, ...] = ()
 
 
@@ -89,6 +99,7 @@ class Row:
     target: str = ""
     function: str = ""
     events: list[Event] = field(default_factory=list)
+    body_bytes: int = 0
 
 
 def await_row(e: Event, prefix: str, late: bool) -> Row:
@@ -225,8 +236,8 @@ def sent_row(group: list[Event], prefix: str, late: bool) -> Row:
     else:
         more = "" if done else ", more to come"
         action = f"Send response body ({fmt_bytes(body)}{more})"
-        before, output = "Body chunk ready", NONE
-    after = "Response sent to client" if done else "Part of the response sent"
+        before, output = CHUNK_READY, NONE
+    after = ALL_SENT if done else PART_SENT
     return Row(
         "sent",
         prefix + action,
@@ -237,6 +248,7 @@ def sent_row(group: list[Event], prefix: str, late: bool) -> Row:
         first.t_ns,
         first.task,
         mark="after" if late else "",
+        body_bytes=body,
     )
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from ..trace import EventKind, request_label
-from ._text import fmt_duration, printable
+from ._text import fmt_duration, place, printable
 
 if TYPE_CHECKING:
     from ..trace import Trace
@@ -33,7 +32,7 @@ def request_text(trace: Trace) -> str:
 
 
 def where_text(file: object, line: object) -> str:
-    return f"{os.path.basename(str(file))}:{line}" if file else "?"
+    return place(file, line) or "?"
 
 
 @dataclass(frozen=True, slots=True)

@@ -372,6 +372,7 @@ def _steps(trace: Trace, detail: bool) -> list[Step]:
             approx=r.approx,
             kind=r.kind,
             target=r.target,
+            body_bytes=r.body_bytes,
         )
         for n, r in enumerate(rows, 1)
     ]

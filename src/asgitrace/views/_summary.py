@@ -17,8 +17,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..trace import Trace, request_label
+from ._look import _box, _style
 from ._markdown import md_table
-from ._render import _box, _style
 from ._stats import TraceStats, blocked_text, request_text, trace_stats, waits_text, where_text
 from ._text import GAP, fit_widths, fmt_duration, printable
 
@@ -286,12 +286,14 @@ class SummaryView:
             yield Text(_no_blocking(self.blocking_threshold))
             return
         table = self._table(options)
-        table.add_column("Where", no_wrap=True)
-        table.add_column("Code", overflow="fold")
-        table.add_column("Times", justify="right")
-        table.add_column("Requests", justify="right")
-        table.add_column("Total", justify="right")
-        table.add_column("Longest", justify="right")
+        # Numbers never wrap; a long place gives way before the code does.
+        table.add_column("Where", overflow="fold", ratio=3)
+        code_width = min(16, max(len(spot.code) for spot in s.blocking))
+        table.add_column("Code", overflow="fold", min_width=code_width, ratio=2)
+        table.add_column("Times", justify="right", no_wrap=True)
+        table.add_column("Requests", justify="right", no_wrap=True)
+        table.add_column("Total", justify="right", no_wrap=True)
+        table.add_column("Longest", justify="right", no_wrap=True)
         for spot in s.blocking:
             table.add_row(
                 spot.where,

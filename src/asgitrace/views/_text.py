@@ -16,9 +16,11 @@ __all__ = [
     "fmt_bytes",
     "fmt_duration",
     "is_sleep",
+    "place",
     "printable",
     "short_expression",
     "short_name",
+    "short_path",
     "short_task",
     "target_of",
     "where_of",
@@ -67,9 +69,41 @@ def short_task(name: str) -> str:
     return parts[-1] if parts else name
 
 
+PLACE_WIDTH: Final = 32
+"""The most cells a place's path takes before it is shortened from the left."""
+
+
+def short_path(path: str) -> str:
+    """*path* relative to the working directory when it lies below it, else unchanged.
+
+    A reader finds ``app/api/routes/tags.py`` in their project; a bare ``tags.py`` may
+    be any of three files.
+    """
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return path
+    return path if relative.startswith(os.pardir) else relative
+
+
+def place(file: object, line: object, width: int = PLACE_WIDTH) -> str:
+    """``app/api/routes/tags.py:17``: where a line is, as the views write it.
+
+    The path is `short_path`'s; a longer one than *width* (a library outside the
+    project) keeps its last folders whole, behind ``…/``. ``""`` when there is no file.
+    """
+    if not file:
+        return ""
+    path = short_path(str(file))
+    parts = path.replace(os.sep, "/").split("/")
+    while len(parts) > 1 and len(path) > width:
+        parts = parts[1:]
+        path = "…/" + "/".join(parts)
+    return f"{path}:{line}"
+
+
 def where_of(event: Event) -> str:
-    file = event.get("file")
-    return f"{os.path.basename(file)}:{event.get('line')}" if file else ""
+    return place(event.get("file"), event.get("line"))
 
 
 def target_of(event: Event) -> str:
@@ -161,7 +195,7 @@ def blocked_by_text(resumed: Event) -> str:
     total = sum(int(b.get("duration_ns") or 0) for b in blockers)
     worst = max(blockers, key=lambda b: int(b.get("duration_ns") or 0))
     file = worst.get("file")
-    where = f" at {os.path.basename(file)}:{worst.get('line')}" if file else ""
+    where = f" at {place(file, worst.get('line'))}" if file else ""
     function = f" in {worst['function']}" if worst.get("function") else ""
     who = f"{worst.get('method') or ''} {worst.get('path') or ''}".strip() or "another request"
     more = f" (and {len(blockers) - 1} more)" if len(blockers) > 1 else ""
