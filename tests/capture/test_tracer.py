@@ -199,6 +199,8 @@ def test_single_callable_on_trace_receives_each_trace(scope: Any) -> None:
     trace = finish(tracer, scope("/x"))
 
     assert seen == [trace]
+    # Built from the record before it was marshalled: the same trace as the stored one.
+    assert seen[0].events == trace.events == tracer.traces[0].events
 
 
 def test_several_on_trace_callbacks_are_called_in_order(scope: Any) -> None:

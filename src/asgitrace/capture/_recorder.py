@@ -224,7 +224,7 @@ class Recorder:
             stored: bytes | tuple[Any, ...] = marshal.dumps(record)
         except ValueError:  # fields a caller of `add` gave that marshal cannot write
             stored = record
-        self.tracer.finished(stored, end - self.start_ns)
+        self.tracer.finished(stored, end - self.start_ns, record)
         return stored
 
     def finish(self, kind: EventKind | str, fields: Any) -> Trace:

@@ -218,15 +218,24 @@ class Tracer:
         """Open a recorder for a request that `wants` said to trace."""
         return Recorder(self, scope, task)
 
-    def finished(self, record: bytes | tuple[Any, ...], duration_ns: int) -> None:
-        """Keep a finished trace's record (unless slow-only retention drops it); call back."""
+    def finished(
+        self,
+        record: bytes | tuple[Any, ...],
+        duration_ns: int,
+        fields: tuple[Any, ...] | None = None,
+    ) -> None:
+        """Keep a finished trace's record (unless slow-only retention drops it); call back.
+
+        *fields* is the record before it was marshalled, when the caller has it: the
+        callbacks' trace is built from it, without reading back the bytes just written.
+        """
         slow = self.slow_threshold
         if slow is not None and duration_ns / 1e9 < slow:
             return
         self._store.append(record)  # atomic: no lock for the loop thread to wait on
         if not self._callbacks:
             return
-        trace = Trace.of_record(record)
+        trace = Trace.of_record(record if fields is None else fields)
         for callback in tuple(self._callbacks):
             try:
                 callback(trace)
