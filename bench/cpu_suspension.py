@@ -18,23 +18,10 @@ import sys
 import time
 from typing import Any
 
+from _inprocess import get_scope, make_receive
+
 import asgitrace.capture
 from asgitrace import Tracer, instrument
-
-SCOPE = {
-    "type": "http",
-    "asgi": {"version": "3.0"},
-    "http_version": "1.1",
-    "method": "GET",
-    "scheme": "http",
-    "path": "/suspend",
-    "raw_path": b"/suspend",
-    "root_path": "",
-    "query_string": b"",
-    "headers": [],
-    "server": ("127.0.0.1", 8000),
-    "client": ("127.0.0.1", 50000),
-}
 
 
 def bare_app(suspensions: int) -> Any:
@@ -48,14 +35,12 @@ def bare_app(suspensions: int) -> Any:
 
 
 async def cpu_ns(app: Any) -> int:
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
     async def send(message: Any) -> None:
         pass
 
+    scope, receive = get_scope("/suspend"), make_receive()
     start = time.thread_time_ns()
-    await app(dict(SCOPE), receive, send)
+    await app(scope, receive, send)
     return time.thread_time_ns() - start
 
 
