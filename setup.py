@@ -4,7 +4,7 @@
 ``_stepper.pxd`` when there is one) into the extension ``asgitrace.capture._cstepper``:
 another name, so that ``capture/_accel.py`` can choose between the two at run time. The
 copy compiled carries ``_BUILT_FROM``, the hash of the source, so that a stale extension is
-detected at import (see ``_accel.source_hash``, which hashes the same files the same way).
+detected at import (``capture/_build.py`` hashes the sources for both).
 
 The extension is optional: ``ASGITRACE_NO_EXTENSIONS=1`` skips it, and a failing compiler
 prints one line and leaves the pure-Python capture installed.
@@ -12,34 +12,35 @@ prints one line and leaves the pure-Python capture installed.
 
 from __future__ import annotations
 
-import hashlib
+import functools
+import importlib.util
 import os
 import shutil
 import sys
+from types import ModuleType
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CAPTURE = os.path.join("src", "asgitrace", "capture")
-SOURCES = ("_stepper.py", "_stepper.pxd")  # as in _accel.SOURCES
 FALLBACK = "asgitrace: no C compiler, installing the pure-Python capture"
 
 
-def no_extensions() -> bool:
-    return os.environ.get("ASGITRACE_NO_EXTENSIONS", "") not in ("", "0")
+def _load_build_module() -> ModuleType:
+    """``capture/_build.py`` by its path: what the stepper is built from, and its hash."""
+    path = os.path.join(HERE, CAPTURE, "_build.py")
+    spec = importlib.util.spec_from_file_location("_asgitrace_build", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def source_hash() -> str:
-    digest = hashlib.sha256()
-    for name in SOURCES:
-        digest.update(name.encode())
-        try:
-            with open(os.path.join(HERE, CAPTURE, name), "rb") as f:
-                digest.update(f.read())
-        except OSError:
-            digest.update(b"\0missing")
-    return digest.hexdigest()
+_build = _load_build_module()
+source_hash = functools.partial(_build.source_hash, os.path.join(HERE, CAPTURE))
+no_extensions = _build.disabled
 
 
 def renamed_copy(build_temp: str) -> str:

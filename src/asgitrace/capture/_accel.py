@@ -17,7 +17,6 @@ everywhere test the class that actually runs.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 import os
@@ -25,30 +24,11 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from . import _stepper
+from ._build import disabled, source_hash
 
 __all__ = ["COMPILED", "MODULE", "Stepper", "endpoint_code", "ref_of", "source_hash"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-# What the compiled module is built from; setup.py hashes the same files the same way.
-SOURCES = ("_stepper.py", "_stepper.pxd")
-
-
-def source_hash(folder: str = _HERE) -> str:
-    """SHA-256 over the stepper's source files in *folder* (a missing file counts as empty)."""
-    digest = hashlib.sha256()
-    for name in SOURCES:
-        digest.update(name.encode())
-        try:
-            with open(os.path.join(folder, name), "rb") as f:
-                digest.update(f.read())
-        except OSError:
-            digest.update(b"\0missing")
-    return digest.hexdigest()
-
-
-def disabled() -> bool:
-    """Whether ``ASGITRACE_NO_EXTENSIONS`` asks for pure Python (any value but ``""``/``0``)."""
-    return os.environ.get("ASGITRACE_NO_EXTENSIONS", "") not in ("", "0")
 
 
 def _choose() -> ModuleType:
