@@ -222,11 +222,11 @@ class Tracer:
         self,
         record: bytes | tuple[Any, ...],
         duration_ns: int,
-        fields: tuple[Any, ...] | None = None,
+        unmarshalled: tuple[Any, ...] | None = None,
     ) -> None:
         """Keep a finished trace's record (unless slow-only retention drops it); call back.
 
-        *fields* is the record before it was marshalled, when the caller has it: the
+        *unmarshalled* is the record before it was marshalled, when the caller has it: the
         callbacks' trace is built from it, without reading back the bytes just written.
         """
         slow = self.slow_threshold
@@ -235,7 +235,7 @@ class Tracer:
         self._store.append(record)  # atomic: no lock for the loop thread to wait on
         if not self._callbacks:
             return
-        trace = Trace.of_record(record if fields is None else fields)
+        trace = Trace.of_record(record if unmarshalled is None else unmarshalled)
         for callback in tuple(self._callbacks):
             try:
                 callback(trace)
