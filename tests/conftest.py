@@ -61,8 +61,6 @@ def pytest_configure(config: pytest.Config) -> None:
             cov.config.report_omit = [*(cov.config.report_omit or []), stepper]
 
 
-
-
 class FakeClock:
     """A nanosecond clock that moves only when a test tells it to."""
 
